@@ -1,0 +1,42 @@
+"""The planespotter HTTP API: a Flask app factory served by gunicorn.
+
+``gunicorn -c python:api.gunicorn_conf "api:create_app()"`` builds one app per worker, after the
+fork, so TensorFlow and the models load in the workers and never in the master.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Config
+
+
+def create_app(config: dict | None = None, start_engine: bool = True) -> Flask:
+    """Build the app.
+
+    Args:
+        config: overrides of :class:`api.config.Config` keys (e.g. ``{"MODEL_DIR": ...}``);
+            the environment (``PLANESPOTTER_<KEY>``) is read first.
+        start_engine: load the models (in a background thread) right away.
+    Returns:
+        The Flask app; ``app.extensions["engine"]`` is its :class:`api.engine.Engine`.
+    """
+    from . import errors
+    from .engine import Engine
+    from .routes import health, meta, predict
+
+    app = Flask(__name__)
+    app.config.update(Config.from_env())
+    app.config.update(config or {})
+    app.json.sort_keys = False
+    engine = Engine(app.config["MODEL_DIR"], threshold=app.config["THRESHOLD"],
+                    max_batch_size=app.config["MAX_BATCH_SIZE"],
+                    max_batch_wait_ms=app.config["MAX_BATCH_WAIT_MS"], warmup=app.config["WARMUP"])
+    app.extensions["engine"] = engine
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(predict.bp)
+    if start_engine:
+        engine.start(background=True)
+    return app

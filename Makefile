@@ -1,0 +1,116 @@
+# planespotter — the user interface. `make run` (the main job) and `make test` set up everything
+# they need on a fresh Debian machine (apt packages, the .venv, the project) and are idempotent.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMPS := .cache/stamps
+SHARED ?= ../shared
+
+# Data, models, reports (cookiecutter-data-science layout; all git-ignored)
+FLEET     := data/external/flightgear-data-ai
+SYNTH_DIR := data/raw/synth
+SYNTH_CSV := $(SYNTH_DIR)/metadata.csv
+MODELS    := models
+LATEST    := $(MODELS)/latest
+REPORTS   := reports
+
+# Main-job knobs (see README): images per manufacturer, input size, epochs, backbone
+PER_CLASS ?= 2000
+RENDER_SIZE ?= 256
+BACKBONE  ?= compact
+IMAGE_SIZE ?= 96
+EPOCHS    ?= 14
+SEED      ?= 0
+PORT      ?= 8000
+SMOKE_DIR ?= $(SHARED)/data/smoke-airliners
+
+# Debian packages: headless EGL/Mesa for the CPU renderer; python venv support.
+APT_PKGS := python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help
+help:  ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+# ---------------------------------------------------------------- set-up
+$(STAMPS)/apt-%.stamp:
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(APT_PKGS_$*); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+APT_PKGS_base := $(APT_PKGS)
+.PHONY: apt
+apt: $(STAMPS)/apt-base.stamp  ## install the Debian packages the main job needs
+
+$(VENV)/.installed: pyproject.toml | $(STAMPS)/apt-base.stamp
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed  ## create .venv and install the project (pip install -e .[dev])
+
+# ---------------------------------------------------------------- the main job
+.PHONY: run
+run: venv synth train evaluate serve-smoke  ## the main job: render → train → evaluate → serve and classify
+	@echo "make run: done. Metrics: $(REPORTS)/metrics.json, figures: $(REPORTS)/figures/, model: $(LATEST)"
+
+$(FLEET)/.complete: | venv
+	$(PY) -m synth fetch --dest data/external
+
+.PHONY: synth
+synth: venv $(FLEET)/.complete  ## render the labelled FlightGear image set into data/raw/synth
+	$(PY) -m synth render --fleet $(FLEET) --out $(SYNTH_DIR) --per-class $(PER_CLASS) \
+	  --size $(RENDER_SIZE) --seed $(SEED)
+
+$(LATEST)/manifest.json: $(SYNTH_CSV) | venv
+	$(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
+	  --epochs $(EPOCHS) --seed $(SEED)
+
+.PHONY: train
+train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
+
+$(REPORTS)/metrics.json: $(LATEST)/manifest.json
+	$(PY) -m model evaluate --model-dir $(LATEST) --data $(SYNTH_DIR) --seed $(SEED)
+
+.PHONY: evaluate
+evaluate: $(REPORTS)/metrics.json  ## evaluate on the held-out liveries: reports/metrics.json + figures
+
+.PHONY: serve-smoke
+serve-smoke: venv  ## start gunicorn on loopback, classify the real smoke photos (else the test split), stop
+	$(PY) -m api smoke --model-dir $(LATEST) --images "$(SMOKE_DIR)" --fallback-data $(SYNTH_DIR)
+
+.PHONY: serve
+serve: venv  ## run the API in the foreground on PORT (default 8000)
+	PORT=$(PORT) PLANESPOTTER_MODEL_DIR=$${PLANESPOTTER_MODEL_DIR:-$(LATEST)} \
+	  $(VENV)/bin/gunicorn -c python:api.gunicorn_conf "api:create_app()"
+
+.PHONY: score
+score: venv  ## batch-score a folder: make score IMAGES=<dir> OUT=<csv>
+	@test -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make score IMAGES=<dir> OUT=<csv>" >&2; exit 2; }
+	$(PY) -m model score --images "$(IMAGES)" --out "$(OUT)" --model-dir $${PLANESPOTTER_MODEL_DIR:-$(LATEST)}
+
+# ---------------------------------------------------------------- tests
+PYTEST_ARGS ?=
+.PHONY: test
+test: venv test-deps  ## run the test suite (installs what it needs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-deps
+test-deps: venv
+
+.PHONY: clean
+clean:  ## remove generated data, models and reports (keeps the fetched FlightGear package)
+	rm -rf $(SYNTH_DIR) data/processed $(MODELS) $(REPORTS)
+
+-include mk/*.mk

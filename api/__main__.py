@@ -1,0 +1,52 @@
+"""``python -m api smoke`` — start the real server, classify a folder of photos, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .smoke import print_table, smoke
+
+    p = argparse.ArgumentParser(prog="python -m api", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("smoke", help="serve on loopback, classify photos over HTTP, print a table, stop")
+    s.add_argument("--model-dir", default="models/latest")
+    s.add_argument("--images", default="../shared/data/smoke-airliners",
+                   help="folder of photos (its labels.csv, if any, gives the truth column)")
+    s.add_argument("--fallback-data", default="data/raw/synth",
+                   help="dataset whose test split is used when --images does not exist")
+    s.add_argument("--limit", type=int, default=12, help="at most this many test-split images")
+    args = p.parse_args(argv)
+
+    folder = Path(args.images)
+    truth = {}
+    if folder.is_dir():
+        images = sorted(x for x in folder.iterdir() if x.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        labels = folder / "labels.csv"
+        if labels.is_file():
+            with open(labels, newline="") as f:
+                truth = {r["file"]: (r.get("manufacturer", ""), r.get("variant_if_known") or r.get("family", ""))
+                         for r in csv.DictReader(f)}
+    else:
+        fallback = Path(args.fallback_data) / "metadata.csv"
+        if not fallback.is_file():
+            print(f"error: neither {folder} nor {fallback} exists", file=sys.stderr)
+            return 2
+        with open(fallback, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["split"] == "test"][: args.limit]
+        images = [fallback.parent / r["image_path"] for r in rows]
+        truth = {(fallback.parent / r["image_path"]).name: (r["manufacturer"], r["icao_type"]) for r in rows}
+        print(f"{folder} not found: classifying {len(images)} test-split images instead")
+    if not images:
+        print(f"error: no images in {folder}", file=sys.stderr)
+        return 2
+    print_table(smoke(args.model_dir, images, truth))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

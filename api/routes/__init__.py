@@ -1,0 +1,1 @@
+"""Blueprints by concern: health, meta (metadata), predict (classification)."""

@@ -1,0 +1,31 @@
+"""``/metadata``: model version, labels, preprocessing spec and checksum, training metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from ..errors import APIError
+
+bp = Blueprint("meta", __name__)
+
+
+@bp.get("/metadata")
+def metadata():
+    """Describe the loaded model version (503 while not ready)."""
+    engine = current_app.extensions["engine"]
+    if not engine.ready:
+        raise APIError(503, "not_ready", engine.reason)
+    c = engine.cascade
+    info = c.info or {}
+    metrics = info.get("metrics", {})
+    return jsonify(
+        model_version=c.version,
+        created=info.get("created"),
+        labels=c.labels,
+        preprocessing=info.get("preprocessing", c.spec.to_dict()),
+        threshold=c.threshold,
+        metrics={"test": metrics.get("test", {}),
+                 "calibration": {k: {kk: v.get(kk) for kk in ("temperature", "val_ece_before", "val_ece_after")}
+                                 for k, v in metrics.get("calibration", {}).items()}},
+        load_seconds=engine.load_seconds,
+    )

@@ -1,0 +1,115 @@
+"""Run the real server for a moment: start gunicorn on a free loopback port, wait until ready,
+classify a folder of photos over HTTP, print a table, stop the server (``make serve-smoke``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real gunicorn process serving ``api:create_app()`` on ``127.0.0.1:<free port>``.
+
+    Args:
+        model_dir: model version folder (``PLANESPOTTER_MODEL_DIR``).
+        env: extra environment variables; workers: gunicorn worker count.
+        timeout: seconds :meth:`wait_ready` waits.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, env: dict | None = None, workers: int = 1,
+                 timeout: float = 180, quiet: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "PLANESPOTTER_MODEL_DIR": str(model_dir), "WEB_CONCURRENCY": str(workers),
+                    "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_ACCESSLOG": "",
+                    "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "api:create_app()"],
+            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if quiet else None, start_new_session=True)
+        self.timeout = timeout
+
+    def wait_ready(self, path: str = "/readyz", expect: int = 200) -> float:
+        """Poll ``path`` until it answers ``expect``; returns the seconds waited.
+
+        Raises:
+            RuntimeError: gunicorn exited. TimeoutError: not ready within ``timeout``.
+        """
+        t0 = time.time()
+        while time.time() - t0 < self.timeout:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode()[-3000:] if self.proc.stderr else ""
+                raise RuntimeError(f"gunicorn exited {self.proc.returncode}: {err}")
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == expect:
+                    return time.time() - t0
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.url}{path} did not answer {expect} within {self.timeout}s")
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then SIGKILL after 40 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def smoke(model_dir: str, images: list[Path], truth: dict[str, tuple[str, str]] | None = None) -> list[dict]:
+    """Classify ``images`` through a fresh server; returns one row per image."""
+    rows = []
+    with Server(model_dir) as srv:
+        waited = srv.wait_ready()
+        print(f"server ready on {srv.url} after {waited:.1f}s", flush=True)
+        for p in images:
+            with open(p, "rb") as f:
+                r = requests.post(srv.url + "/predict", files={"image": (p.name, f, "image/jpeg")}, timeout=120)
+            body = r.json()
+            if r.status_code != 200:
+                rows.append({"file": p.name, "error": body.get("message", r.text)})
+                continue
+            row = {"file": p.name, "manufacturer": body["manufacturer"]["label"],
+                   "p_manufacturer": body["manufacturer"]["probability"], "type": body["type"]["label"] or "",
+                   "p_type": body["type"]["probability"] or 0.0, "unsure": body["unsure"]}
+            if truth and p.name in truth:
+                row["true"] = "/".join(x for x in truth[p.name] if x)
+            rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    """A fixed-width table of smoke results on stdout."""
+    cols = ["file", "true", "manufacturer", "p_manufacturer", "type", "p_type", "unsure"]
+    cols = [c for c in cols if any(c in r for r in rows)]
+    fmt = {c: (lambda v: f"{v:.3f}") if c.startswith("p_") else str for c in cols}
+    cells = [[fmt[c](r[c]) if c in r else r.get("error", "") if c == "manufacturer" else "" for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))

@@ -1,0 +1,136 @@
+"""Command line: ``python -m model {train,evaluate,score,info} ...`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = os.environ.get("PLANESPOTTER_MODEL_DIR", "models/latest")
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(data=args.data, models_dir=args.models_dir, reports_dir=args.reports_dir,
+                      backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+                      epochs=args.epochs, type_epochs=args.type_epochs or args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
+                      width=args.width, augment=not args.no_augment, grayscale=args.grayscale,
+                      patience=args.patience, verbose=args.verbose)
+    path = train(cfg)
+    print(path)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from . import data as mdata
+    from . import evaluate as mev
+    from . import io as mio
+    from .cascade import Cascade
+
+    cascade = Cascade.load(args.model_dir, threshold=args.threshold)
+    df = mdata.assign_splits(mdata.read_metadata(args.data), seed=args.seed)
+    df = df[(df["split"] == args.split) & df["manufacturer"].isin(cascade.manufacturers)].reset_index(drop=True)
+    if df.empty:
+        raise SystemExit(f"error: no {args.split!r} rows with known manufacturers in {args.data}")
+    pixels = mdata.load_pixels(df["abs_path"].tolist(), cascade.spec, shas=df["sha256"].tolist())
+    reports = Path(args.reports_dir)
+    metrics = mev.evaluate(cascade, df, pixels, figures_dir=reports / "figures")
+    metrics["split"] = args.split
+    metrics["data"] = str(args.data)
+    metrics["calibration"] = {k: {kk: v[kk] for kk in ("temperature", "val_ece_before", "val_ece_after")}
+                              for k, v in (cascade.info or {}).get("metrics", {}).get("calibration", {}).items()}
+    reports.mkdir(parents=True, exist_ok=True)
+    mio.write_json(reports / "metrics.json", metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+def _score(args) -> int:
+    from .cascade import Cascade
+    from .score import score_folder
+
+    cascade = Cascade.load(args.model_dir, threshold=args.threshold)
+    summary = score_folder(cascade, args.images, args.out, batch_size=args.batch_size,
+                           num_shards=args.num_shards, shard_index=args.shard_index,
+                           progress=not args.no_progress)
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def _info(args) -> int:
+    from . import io as mio
+
+    info = mio.read_version_info(args.model_dir)
+    print(json.dumps({k: info[k] for k in ("version", "created", "path", "labels", "preprocessing")}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train, calibrate, evaluate and export a cascade version")
+    t.add_argument("--data", default="data/raw/synth", help="dataset folder or metadata.csv")
+    t.add_argument("--models-dir", default="models")
+    t.add_argument("--reports-dir", default="reports")
+    t.add_argument("--backbone", default="compact", choices=("compact", "vgg16", "lite0", "vgg16-frozen"))
+    t.add_argument("--weights", default=None,
+                   help="backbone weights: 'imagenet', 'none' or a file (VGG16: offline, set "
+                        "PLANESPOTTER_VGG16_WEIGHTS or pass the .h5 path)")
+    t.add_argument("--image-size", type=int, default=96, help="input size in pixels (square)")
+    t.add_argument("--epochs", type=int, default=12, help="stage-1 epochs (max; early stopping)")
+    t.add_argument("--type-epochs", type=int, default=None, help="stage-2 epochs (default: --epochs)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--width", type=int, default=24, help="compact CNN stem width")
+    t.add_argument("--patience", type=int, default=4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threshold", type=float, default=0.6, help="stage-1 routing threshold")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--grayscale", action="store_true", help="random grayscale augmentation")
+    t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a version on a split; writes reports/metrics.json")
+    e.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    e.add_argument("--data", default="data/raw/synth")
+    e.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    e.add_argument("--reports-dir", default="reports")
+    e.add_argument("--threshold", type=float, default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("score", help="batch-score a folder of images to CSV (resumable)")
+    s.add_argument("--images", required=True, help="folder of JPEG/PNG/WebP images (recursive)")
+    s.add_argument("--out", required=True, help="CSV to write/append")
+    s.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--num-shards", type=int, default=1)
+    s.add_argument("--shard-index", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", 0)))
+    s.add_argument("--threshold", type=float, default=None)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_score)
+
+    i = sub.add_parser("info", help="print a version's manifest, labels and preprocessing")
+    i.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    i.set_defaults(func=_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DatasetError
+    from .io import ModelLoadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelLoadError, DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

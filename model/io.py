@@ -1,0 +1,173 @@
+"""Model version folders: atomic export and checked loading.
+
+A version folder ``models/<version>/`` holds:
+
+- ``manufacturer.keras`` — stage 1; input float32 ``(batch, H, W, 3)``, output calibrated
+  probabilities ``(batch, n_manufacturers)``;
+- ``type_<Manufacturer>.keras`` — stage 2, one per manufacturer that has types;
+- ``labels.json`` — ``{"manufacturer": [...], "types": {"Airbus": ["A319", ...], ...}}``;
+- ``preprocessing.json`` — the :class:`~model.preprocessing.PreprocessingSpec` plus
+  ``reference_sha256`` (checksum of the preprocessed reference image);
+- ``metrics.json``, ``model_card.md``;
+- ``manifest.json`` — version, creation time and the sha256 of every other file, written last.
+
+The folder is built under a temporary name and renamed into place, and ``models/latest`` (a
+symlink) is switched atomically after that, so a reader never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import preprocessing as pp
+
+MANIFEST = "manifest.json"
+LABELS = "labels.json"
+PREPROCESSING = "preprocessing.json"
+METRICS = "metrics.json"
+MODEL_CARD = "model_card.md"
+STAGE1 = "manufacturer.keras"
+
+
+def stage2_file(manufacturer: str) -> str:
+    """File name of the type model of ``manufacturer`` (e.g. ``type_Airbus.keras``)."""
+    return f"type_{manufacturer}.keras"
+
+
+class ModelLoadError(RuntimeError):
+    """A model version folder is missing, incomplete or corrupt; the message names the file."""
+
+
+def new_version() -> str:
+    """A sortable UTC version string, e.g. ``20261121T093015Z``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: dict,
+                 spec: pp.PreprocessingSpec, metrics: dict, model_card: str,
+                 version: str | None = None, update_latest: bool = True) -> Path:
+    """Export a complete model version atomically.
+
+    Args:
+        models_dir: parent folder (``models/``).
+        stage1: Keras model, manufacturer probabilities. stage2: ``{manufacturer: keras.Model}``.
+        labels: ``{"manufacturer": [...], "types": {m: [...]}}`` (index order = output order).
+    Returns:
+        Path of the new version folder.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    version = version or new_version()
+    final = models_dir / version
+    if final.exists():
+        raise FileExistsError(f"model version already exists: {final}")
+    tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{version}."))
+    try:
+        stage1.save(tmp / STAGE1)
+        for m, model in stage2.items():
+            model.save(tmp / stage2_file(m))
+        write_json(tmp / LABELS, labels)
+        write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.reference_checksum(spec)})
+        write_json(tmp / METRICS, metrics)
+        (tmp / MODEL_CARD).write_text(model_card)
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        write_json(tmp / MANIFEST, {
+            "version": version,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": {name: sha256_file(tmp / name) for name in files},
+        })
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if update_latest:
+        point_latest(models_dir, version)
+    return final
+
+
+def point_latest(models_dir: Path, version: str) -> None:
+    """Atomically make ``models_dir/latest`` a relative symlink to ``version``."""
+    link = Path(models_dir) / "latest"
+    tmp = Path(models_dir) / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, link)
+
+
+def check_version(path: str | os.PathLike) -> dict:
+    """Verify a version folder against its manifest.
+
+    Returns:
+        The manifest dict (``version``, ``created``, ``files``).
+    Raises:
+        ModelLoadError: folder or manifest missing, a listed file missing, or a sha256 mismatch
+            (the message names the file and says how to fix it).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder not found: {path} (train one with `make train` or set "
+                             "PLANESPOTTER_MODEL_DIR)")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelLoadError(f"{path} is not a complete model version: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError) as e:
+        raise ModelLoadError(f"{manifest_path} is corrupt: {e}") from None
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            raise ModelLoadError(f"model file missing: {f}")
+        if sha256_file(f) != digest:
+            raise ModelLoadError(f"model file corrupt (sha256 mismatch): {f}; re-export the version")
+    for required in (STAGE1, LABELS, PREPROCESSING):
+        if required not in files:
+            raise ModelLoadError(f"{path}: manifest does not list {required}")
+    return manifest
+
+
+def read_version_info(path: str | os.PathLike) -> dict:
+    """The checked manifest plus labels, preprocessing and metrics of a version (no Keras)."""
+    path = Path(path)
+    manifest = check_version(path)
+    info = {"version": manifest["version"], "created": manifest["created"], "path": str(path.resolve())}
+    for key, name in (("labels", LABELS), ("preprocessing", PREPROCESSING), ("metrics", METRICS)):
+        f = path / name
+        info[key] = json.loads(f.read_text()) if f.is_file() else {}
+    return info
+
+
+def load_keras(path: Path):
+    """Load a ``.keras`` file for inference (``compile=False``); errors become ModelLoadError."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad archive
+        raise ModelLoadError(f"cannot load {path}: {type(e).__name__}: {e}") from None
