@@ -88,16 +88,16 @@ def build_compact_cnn(input_shape: tuple[int, int, int], n_classes: int, width: 
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     previous = x
     for i, filters in enumerate((width * 2, width * 4, width * 8, width * 8)):
         p = f"block{i + 1}"
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{p}_sep1")(x)
-        x = layers.BatchNormalization(name=f"{p}_bn1")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{p}_bn1")(x)
         x = layers.Activation("relu", name=f"{p}_relu1")(x)
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{p}_sep2")(x)
-        x = layers.BatchNormalization(name=f"{p}_bn2")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{p}_bn2")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{p}_pool")(x)
         residual = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"{p}_shortcut")(previous)
         x = layers.add([x, residual], name=f"{p}_add")

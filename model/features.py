@@ -39,7 +39,7 @@ def backbone_model(name: str, spec: pp.PreprocessingSpec, weights: str | None = 
         path = weights or str(lite.ensure_lite0_weights())
         base = lite.build_efficientnet_lite0(input_shape=spec.input_shape, include_top=False,
                                              weights=path, pooling="avg")
-        x = lite.input_adapter()(inputs)
+        x = lite.lite0_rescaling(1.0)(inputs)
     elif name == "vgg16-frozen":
         from . import architectures as arch
 

@@ -145,7 +145,7 @@ def fit_image_classifier(name: str, n_classes: int, x_tr, y_tr, x_va, y_va, cfg:
         keras.callbacks.CSVLogger(str(reports / "checkpoints" / version / f"{name}.history.csv")),
     ]
     hist = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
-                     class_weight=_class_weights(y_tr, n_classes), verbose=cfg.verbose)
+                     class_weight=_class_weights(y_tr, n_classes), verbose=cfg.verbose, shuffle=False)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history
 
