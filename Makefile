@@ -100,6 +100,19 @@ score: venv  ## batch-score a folder: make score IMAGES=<dir> OUT=<csv>
 	@test -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make score IMAGES=<dir> OUT=<csv>" >&2; exit 2; }
 	$(PY) -m model score --images "$(IMAGES)" --out "$(OUT)" --model-dir $${PLANESPOTTER_MODEL_DIR:-$(LATEST)}
 
+.PHONY: train-r-original
+train-r-original: venv  ## the R original's recipe exactly (VGG16 150 px, 100x100 steps): WEIGHTS=imagenet|none|<h5>
+	$(PY) -m model train --recipe r-original --data $(SYNTH_DIR) --weights $${WEIGHTS:-imagenet}
+
+.PHONY: bench-score
+bench-score: venv  ## make score's images/s vs the forward-pass limit vs a naive loop: reports/bench/score.json
+	$(PY) -m model.bench --model-dir $(LATEST) --images $(SYNTH_DIR)/images --out $(REPORTS)/bench/score.json
+
+SUSPECT_THRESHOLD ?= 0.9
+.PHONY: clean-suspects
+clean-suspects: venv  ## list rows whose label a confident model disagrees with: reports/suspects.md (DATA=<csv>)
+	$(PY) -m model.suspects --data $${DATA:-$(SYNTH_DIR)} --threshold $(SUSPECT_THRESHOLD) --out $(REPORTS)/suspects.md
+
 # ---------------------------------------------------------------- tests
 PYTEST_ARGS ?=
 .PHONY: test

@@ -14,6 +14,14 @@ DEFAULT_MODEL_DIR = os.environ.get("PLANESPOTTER_MODEL_DIR", "models/latest")
 def _train(args) -> int:
     from .train import TrainConfig, train
 
+    if args.recipe == "r-original":
+        from .recipe_r import train_r_original
+
+        print(train_r_original(args.data, args.models_dir, weights=args.weights,
+                               epochs=args.epochs if args.epochs_set else 100,
+                               steps_per_epoch=args.steps_per_epoch, seed=args.seed, verbose=args.verbose))
+        return 0
+
     cfg = TrainConfig(data=args.data, models_dir=args.models_dir, reports_dir=args.reports_dir,
                       backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                       epochs=args.epochs, type_epochs=args.type_epochs or args.epochs,
@@ -77,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="data/raw/synth", help="dataset folder or metadata.csv")
     t.add_argument("--models-dir", default="models")
     t.add_argument("--reports-dir", default="reports")
+    t.add_argument("--recipe", default="cascade", choices=("cascade", "r-original"),
+                   help="r-original: the R project's VGG16 recipe exactly (binary, 150 px, 100x100 steps)")
+    t.add_argument("--steps-per-epoch", type=int, default=100, help="r-original recipe only")
     t.add_argument("--backbone", default="compact", choices=("compact", "vgg16", "lite0", "vgg16-frozen"))
     t.add_argument("--weights", default=None,
                    help="backbone weights: 'imagenet', 'none' or a file (VGG16: offline, set "
@@ -124,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetError
     from .io import ModelLoadError
 
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.epochs_set = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
     try:
         return args.func(args)
     except (ModelLoadError, DatasetError, FileNotFoundError, ValueError) as e:

@@ -59,3 +59,49 @@ def test_cli_score_bad_folder_is_a_clear_error(tiny_model_dir, tmp_path):
                         "--out", str(tmp_path / "o.csv"), "--model-dir", str(tiny_model_dir)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "image folder not found" in r.stderr
+
+
+def test_bench_score_writes_the_three_figures(tiny_model_dir, smoke_photos, tmp_path):
+    out = tmp_path / "score.json"
+    r = subprocess.run([sys.executable, "-m", "model.bench", "--model-dir", str(tiny_model_dir),
+                        "--images", str(smoke_photos[0].parent), "--n-images", "12", "--naive-images", "4",
+                        "--batch-size", "4", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["n_images"] == 12 and res["batch_size"] == 4 and res["scored"] == 12
+    for k in ("images_per_s", "limit_images_per_s", "naive_images_per_s"):
+        assert res[k] > 0
+
+
+def test_clean_suspects_flags_confident_disagreements(tiny_model_dir, smoke_photos, tmp_path):
+    import hashlib
+
+    from model import data as mdata
+    from model.suspects import find_suspects, write_report
+    from scrape.schema import COLUMNS, empty_row
+
+    cascade = Cascade.load(tiny_model_dir)
+    rows = []
+    for p in smoke_photos[:4]:
+        r = empty_row()
+        r.update(image_path=str(p), sha256=hashlib.sha256(p.read_bytes()).hexdigest(), manufacturer="Airbus",
+                 icao_type="A320", split="test")
+        rows.append(r)
+    csv_path = tmp_path / "metadata.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    df = mdata.read_metadata(csv_path)
+    preds = cascade.predict_images(df["abs_path"].tolist())
+    # threshold 0: every disagreement is flagged; labels say Airbus, so exactly the Boeing predictions
+    suspects = find_suspects(cascade, df, threshold=0.0)
+    assert {s["row"] for s in suspects if s["kind"] == "manufacturer"} == {
+        i for i, p in enumerate(preds) if p["manufacturer"]["label"] == "Boeing"}
+    assert find_suspects(cascade, df, threshold=1.01) == []
+    report = write_report(suspects, tmp_path / "suspects.md", len(df), 0.0, cascade.version)
+    text = report.read_text()
+    assert text.startswith(f"# Suspect labels ({len(suspects)} of 4 rows)")
+    assert csv_path.is_file() and all(p.is_file() for p in smoke_photos[:4])  # nothing deleted
