@@ -1,0 +1,109 @@
+"""Reading and atomically writing a dataset's ``metadata.csv`` (the shared schema).
+
+Writes never leave a partial row: every flush writes the whole table to a temporary
+file in the same folder, fsyncs it and ``os.replace``-s it over the old file (atomic on
+POSIX), so a crash (even ``kill -9``) leaves either the previous or the new version.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from scrape.schema import COLUMNS
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+"""Mode of written files: what ``open()`` would give (mkstemp alone gives 0600)."""
+
+
+def _mkstemp(p: Path) -> tuple[int, str]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
+class SchemaError(ValueError):
+    """A CSV does not have the shared schema's columns."""
+
+
+def read_rows(path: str | os.PathLike[str], *, require_all: bool = True) -> list[dict[str, str]]:
+    """Read a metadata CSV (UTF-8) into a list of ``{column: str}`` dicts.
+
+    Missing file → ``[]``. Raises :class:`SchemaError` when ``require_all`` and a column
+    of :data:`scrape.schema.COLUMNS` is missing; ``OSError``/``UnicodeDecodeError`` when
+    unreadable. Extra columns are kept.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in COLUMNS if c not in header]
+        if require_all and missing:
+            raise SchemaError(f"{p}: missing columns {missing}")
+        return [{k: (v if v is not None else "") for k, v in row.items()} for row in reader]
+
+
+def write_rows_atomic(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` (dicts with at least the schema columns) as the CSV at ``path``.
+
+    Columns: exactly :data:`scrape.schema.COLUMNS`, in that order, header first, UTF-8,
+    ``\\n`` line ends, minimal quoting. Atomic (temp file + fsync + ``os.replace``).
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _mkstemp(p)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: r.get(c, "") for c in COLUMNS})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temp file in the same folder)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _mkstemp(p)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _mkstemp(p)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Scrapy spiders of the planespotter crawler (see :mod:`scrape.spiders.listing`)."""
