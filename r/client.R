@@ -1,0 +1,147 @@
+# client.R: call a running planespotter server (ours, gunicorn; or the R reference server)
+# from R with httr. Every function returns a data.frame.
+#
+#   source("r/client.R")
+#   ps_classify_file("http://127.0.0.1:8000", "photo.jpg")
+#   ps_classify_folder("http://127.0.0.1:8000", "photos/", batch_size = 16)
+#   ps_metadata("http://127.0.0.1:8000"); ps_labels("http://127.0.0.1:8000")
+#
+# A non-2xx answer raises a condition of class "ps_http_error" with fields status, code (the
+# server's stable error code, e.g. "unsupported_format_image") and message.
+
+suppressPackageStartupMessages({
+  library(httr)
+  library(jsonlite)
+})
+
+PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
+
+.ps_mime <- function(path) {
+  ext <- tolower(tools::file_ext(path))
+  switch(ext, jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", webp = "image/webp",
+         "application/octet-stream")
+}
+
+.ps_stop_http <- function(resp) {
+  body <- tryCatch(httr::content(resp, as = "parsed", type = "application/json", encoding = "UTF-8"),
+                   error = function(e) NULL)
+  code <- if (is.list(body) && !is.null(body$error)) body$error else "http_error"
+  msg <- if (is.list(body) && !is.null(body$message)) body$message else httr::http_status(resp)$message
+  stop(structure(class = c("ps_http_error", "error", "condition"),
+                 list(message = sprintf("HTTP %d %s: %s", httr::status_code(resp), code, msg),
+                      call = NULL, status = httr::status_code(resp), code = code)))
+}
+
+.ps_json <- function(resp) {
+  if (httr::http_error(resp)) .ps_stop_http(resp)
+  jsonlite::fromJSON(httr::content(resp, as = "text", encoding = "UTF-8"), simplifyVector = FALSE)
+}
+
+.num <- function(x) if (is.null(x)) NA_real_ else as.numeric(x)
+.chr <- function(x) if (is.null(x)) NA_character_ else as.character(x)
+
+# One row per prediction of a /predict answer.
+.ps_predictions_df <- function(doc) {
+  rows <- lapply(doc$predictions, function(p) {
+    data.frame(file = .chr(p$file),
+               manufacturer = .chr(p$manufacturer$label),
+               p_manufacturer = .num(p$manufacturer$probability),
+               icao_type = .chr(p$type$label),
+               p_type = .num(p$type$probability),
+               p_joint = .num(p$type$joint_probability),
+               unsure = isTRUE(p$unsure),
+               model_version = .chr(doc$model_version),
+               stringsAsFactors = FALSE)
+  })
+  do.call(rbind, rows)
+}
+
+#' Classify image files in one request (multipart, one `image` field per file).
+#'
+#' @param url server base URL, e.g. "http://127.0.0.1:8000".
+#' @param paths character vector of JPEG/PNG/WebP files (at most 64, the server's limit).
+#' @param top_k number of (manufacturer, type) pairs the server ranks (1..50).
+#' @param timeout seconds.
+#' @return data.frame, one row per file in order: file (the name sent), manufacturer,
+#'   p_manufacturer (calibrated probability in [0, 1]), icao_type (ICAO type designator, NA
+#'   when the manufacturer has no type model), p_type (P(type | manufacturer)), p_joint
+#'   (P(manufacturer) * P(type | manufacturer)), unsure (top manufacturer probability below the
+#'   server's threshold), model_version.
+ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120) {
+  if (!length(paths)) stop("no files to classify")
+  missing <- paths[!file.exists(paths)]
+  if (length(missing)) stop("no such file: ", paste(missing, collapse = ", "))
+  body <- lapply(paths, function(p) httr::upload_file(p, type = .ps_mime(p)))
+  names(body) <- rep("image", length(body))
+  resp <- httr::POST(paste0(sub("/$", "", url), "/predict"), query = list(top_k = as.integer(top_k)),
+                     body = body, encode = "multipart", httr::timeout(timeout))
+  .ps_predictions_df(.ps_json(resp))
+}
+
+#' Classify one image file; see ps_classify_files for the returned columns (one row).
+ps_classify_file <- function(url, path, top_k = 3L, timeout = 120) {
+  if (length(path) != 1L) stop("give exactly one file (ps_classify_folder does many)")
+  ps_classify_files(url, path, top_k = top_k, timeout = timeout)
+}
+
+#' Classify every image in a folder, batch_size files per request.
+#'
+#' @param dir folder; files matching `pattern` (case-insensitive) are sent in sorted order.
+#' @param batch_size files per request (1..64).
+#' @param progress show a text progress bar (utils::txtProgressBar).
+#' @return data.frame as ps_classify_files, plus `path` (the full file path), in sorted
+#'   file order; zero rows for a folder without images.
+ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern = PS_IMAGE_PATTERN,
+                               progress = FALSE, timeout = 120) {
+  if (!dir.exists(dir)) stop("no such folder: ", dir)
+  if (batch_size < 1L || batch_size > 64L) stop("batch_size must be between 1 and 64")
+  paths <- sort(list.files(dir, pattern = pattern, ignore.case = TRUE, full.names = TRUE))
+  if (!length(paths)) {
+    return(data.frame(file = character(0), manufacturer = character(0), p_manufacturer = numeric(0),
+                      icao_type = character(0), p_type = numeric(0), p_joint = numeric(0),
+                      unsure = logical(0), model_version = character(0), path = character(0),
+                      stringsAsFactors = FALSE))
+  }
+  batches <- split(paths, ceiling(seq_along(paths) / batch_size))
+  bar <- if (progress) utils::txtProgressBar(min = 0, max = length(paths), style = 3) else NULL
+  done <- 0L
+  out <- lapply(batches, function(b) {
+    df <- ps_classify_files(url, b, top_k = top_k, timeout = timeout)
+    df$path <- b
+    done <<- done + length(b)
+    if (!is.null(bar)) utils::setTxtProgressBar(bar, done)
+    df
+  })
+  if (!is.null(bar)) close(bar)
+  df <- do.call(rbind, out)
+  rownames(df) <- NULL
+  df
+}
+
+#' The served model version as a one-row data.frame: model_version, created, threshold,
+#' height, width (input size in pixels), resize (Pillow filter), scale, offset,
+#' reference_sha256, manufacturers (comma-separated labels), n_types, load_seconds.
+ps_metadata <- function(url, timeout = 30) {
+  doc <- .ps_json(httr::GET(paste0(sub("/$", "", url), "/metadata"), httr::timeout(timeout)))
+  pp <- doc$preprocessing
+  data.frame(model_version = .chr(doc$model_version), created = .chr(doc$created),
+             threshold = .num(doc$threshold), height = as.integer(.num(pp$height)),
+             width = as.integer(.num(pp$width)), resize = .chr(pp$resize), scale = .num(pp$scale),
+             offset = .num(pp$offset), reference_sha256 = .chr(pp$reference_sha256),
+             manufacturers = paste(unlist(doc$labels$manufacturer), collapse = ","),
+             n_types = length(unlist(doc$labels$types)), load_seconds = .num(doc$load_seconds),
+             stringsAsFactors = FALSE)
+}
+
+#' The label set of the served model as a long data.frame (manufacturer, icao_type); a
+#' manufacturer without a type model has one row with icao_type NA.
+ps_labels <- function(url, timeout = 30) {
+  doc <- .ps_json(httr::GET(paste0(sub("/$", "", url), "/metadata"), httr::timeout(timeout)))
+  mans <- unlist(doc$labels$manufacturer)
+  rows <- lapply(mans, function(m) {
+    types <- unlist(doc$labels$types[[m]])
+    if (!length(types)) types <- NA_character_
+    data.frame(manufacturer = m, icao_type = types, stringsAsFactors = FALSE)
+  })
+  do.call(rbind, rows)
+}

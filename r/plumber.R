@@ -1,0 +1,337 @@
+# plumber.R: the R reference server — a plumber API in the R original's style serving the
+# shared contract of our gunicorn server (api/routes/predict.py, api/routes/health.py):
+#
+#   GET  /names             the original's route: the manufacturer of the default image,
+#                           plumber's default JSON serializer (a boxed array, ["Boeing"])
+#   GET  /predict?path=     classify an image under PLANESPOTTER_IMAGE_ROOT
+#   POST /predict           multipart field `image` (one or several), a raw image/jpeg|png|webp
+#                           body, or JSON {"instances": [{"b64": ...}]}
+#   GET  /ping, /healthz, /readyz, /metadata
+#   errors                  {"error": <code>, "message": <text>} with the same codes
+#
+# It loads our exported .keras models through reticulate (r/cascade.R) and preprocesses with
+# the project's one preprocessing through reticulate (r/preprocess.R "shared"), so its answers
+# are the Python server's. Bodies are written by r/json.R (Python's json.dumps bytes) so
+# they can be compared byte for byte; see r/README.md for the differences that remain.
+#
+# Environment: PLANESPOTTER_MODEL_DIR (default models/latest), PLANESPOTTER_IMAGE_ROOT
+# (default "."), PLANESPOTTER_DEFAULT_IMAGE, PLANESPOTTER_THRESHOLD (0.6),
+# PLANESPOTTER_TOP_K (3), PLANESPOTTER_MAX_IMAGES_PER_REQUEST (64),
+# PLANESPOTTER_MAX_CONTENT_LENGTH (16 MiB),
+# PLANESPOTTER_R_PREPROCESS (shared | keras | pure; default shared), RETICULATE_PYTHON.
+# Started by r/serve.R (make r-serve PORT=...).
+
+.ps_r_dir <- Sys.getenv("PLANESPOTTER_R_DIR", "r")
+source(file.path(.ps_r_dir, "json.R"), local = TRUE)
+source(file.path(.ps_r_dir, "preprocess.R"), local = TRUE)
+source(file.path(.ps_r_dir, "cascade.R"), local = TRUE)
+
+.env_or <- function(name, default) {
+  v <- Sys.getenv(name, "")
+  if (nzchar(v)) v else default
+}
+
+CONFIG <- list(
+  model_dir = .env_or("PLANESPOTTER_MODEL_DIR", "models/latest"),
+  image_root = .env_or("PLANESPOTTER_IMAGE_ROOT", "."),
+  default_image = .env_or("PLANESPOTTER_DEFAULT_IMAGE", ""),
+  top_k = as.integer(.env_or("PLANESPOTTER_TOP_K", "3")),
+  max_images = as.integer(.env_or("PLANESPOTTER_MAX_IMAGES_PER_REQUEST", "64")),
+  max_content_length = as.numeric(.env_or("PLANESPOTTER_MAX_CONTENT_LENGTH", as.character(16 * 1024 * 1024))),
+  preprocess = .env_or("PLANESPOTTER_R_PREPROCESS", "shared")
+)
+stopifnot(CONFIG$preprocess %in% PS_PREPROCESS_METHODS)
+
+CASCADE <- ps_load_cascade(CONFIG$model_dir)
+# Warm up at the batch size of one request, as the Python engine does before /readyz.
+invisible(ps_predict(CASCADE, array(0, c(1L, CASCADE$spec$height, CASCADE$spec$width, 3L))))
+
+RAW_IMAGE_TYPES <- c("image/jpeg", "image/png", "image/webp")
+
+# A passthrough body parser: plumber keeps req$bodyRaw and each multipart part's bytes.
+plumber::register_parser("ps_raw", function(...) function(value, ...) value, regex = ".*",
+                         verbose = FALSE)
+
+# ---------------------------------------------------------------- errors and responses
+api_error <- function(status, code, message) {
+  stop(structure(class = c("ps_api_error", "error", "condition"),
+                 list(message = message, call = NULL, status = status, code = code)))
+}
+
+send_json <- function(res, value, status = 200L) {
+  body <- paste0(py_json(value), "\n")  # forces `value` first; Flask's jsonify ends with "\n"
+  res$status <- status
+  res$headers <- res$headers[names(res$headers) != "Content-Type"]  # setHeader appends
+  res$setHeader("Content-Type", "application/json")
+  res$body <- body
+  res
+}
+
+send_error <- function(res, status, code, message) {
+  send_json(res, list(error = code, message = message), status)
+}
+
+# Run a handler; API errors become {"error", "message"} JSON, anything else a 500.
+guarded <- function(res, expr_fn) {
+  tryCatch(expr_fn(), ps_api_error = function(e) send_error(res, e$status, e$code, conditionMessage(e)),
+           error = function(e) send_error(res, 500L, "internal_error",
+                                          paste0(class(e)[1], ": ", conditionMessage(e))))
+}
+
+# ---------------------------------------------------------------- request helpers
+parse_top_k <- function(req) {
+  raw <- req$argsQuery$top_k
+  raw <- if (is.null(raw)) as.character(CONFIG$top_k) else as.character(raw[[1]])
+  # Python's int(): optional sign, digits with single underscores, surrounding whitespace
+  if (!grepl("^\\s*[+-]?[0-9]+(_[0-9]+)*\\s*$", raw, perl = TRUE)) {
+    api_error(400L, "bad_parameter", sprintf("top_k must be an integer, got %s", py_str_repr(raw)))
+  }
+  k <- as.numeric(gsub("[_[:space:]]", "", raw))
+  if (!(k >= 1 && k <= 50)) api_error(400L, "bad_parameter", "top_k must be between 1 and 50")
+  as.integer(k)
+}
+
+# Python's Path.resolve(strict=False): symlinks of existing parts resolved, "." and ".."
+# folded lexically after them.
+py_resolve <- function(path) {
+  parts <- strsplit(path, "/", fixed = TRUE)[[1]]
+  cur <- ""
+  for (p in parts) {
+    if (p == "" || p == ".") next
+    if (p == "..") {
+      cur <- dirname(if (nzchar(cur)) cur else "/")
+      if (cur == "/") cur <- ""
+      next
+    }
+    nxt <- paste0(cur, "/", p)
+    if (nzchar(Sys.readlink(nxt))) nxt <- normalizePath(nxt, mustWork = FALSE)
+    cur <- nxt
+  }
+  if (nzchar(cur)) cur else "/"
+}
+
+resolve_under_root <- function(rel) {
+  if (!nzchar(rel)) api_error(400L, "missing_parameter", "give ?path=<image path relative to the image root>")
+  if (startsWith(rel, "/") || startsWith(rel, "\\") || (nchar(rel) > 1L && substr(rel, 2L, 2L) == ":")) {
+    api_error(400L, "bad_path", "path must be relative to the image root")
+  }
+  root <- py_resolve(normalizePath(CONFIG$image_root, mustWork = FALSE))
+  target <- py_resolve(paste0(root, "/", rel))
+  if (target != root && !startsWith(target, paste0(sub("/$", "", root), "/"))) {
+    api_error(403L, "forbidden_path", "path escapes the image root")
+  }
+  if (!file.exists(target) || dir.exists(target)) {
+    api_error(404L, "not_found", sprintf("no image at %s under the image root", py_str_repr(rel)))
+  }
+  target
+}
+
+read_file_raw <- function(path) readBin(path, "raw", file.info(path)$size)
+
+# (name, bytes) pairs of every image in a POST body.
+images_from_request <- function(req) {
+  if (length(req$bodyRaw) > CONFIG$max_content_length) {  # Flask's MAX_CONTENT_LENGTH answer
+    api_error(413L, "request_entity_too_large", "The data value transmitted exceeds the capacity limit.")
+  }
+  ctype <- tolower(trimws(sub(";.*$", "", req$HTTP_CONTENT_TYPE %||% "")))
+  if (ctype == "multipart/form-data") {
+    parts <- req$body
+    files <- Filter(function(p) is.list(p) && identical(p$name, "image") && !is.null(p$filename), parts)
+    if (!length(files)) api_error(400L, "missing_field", "multipart body has no 'image' file field")
+    return(lapply(seq_along(files), function(i) {
+      p <- files[[i]]
+      value <- p$parsed %||% p$value
+      if (!is.raw(value)) value <- raw(0)
+      list(name = if (nzchar(p$filename)) p$filename else sprintf("image%d", i - 1L), data = value)
+    }))
+  }
+  if (ctype %in% RAW_IMAGE_TYPES) return(list(list(name = "body", data = req$bodyRaw %||% raw(0))))
+  if (ctype == "application/json") {
+    body <- req$bodyRaw %||% raw(0)
+    text <- if (length(body)) rawToChar(body) else "null"
+    doc <- tryCatch(jsonlite::parse_json(text, simplifyVector = FALSE),
+                    error = function(e) api_error(400L, "bad_json", "request body is not valid JSON"))
+    instances <- if (is.list(doc) && !is.null(names(doc))) doc$instances else NULL
+    if (!is.list(instances) || !is.null(names(instances)) || !length(instances)) {
+      api_error(400L, "bad_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')
+    }
+    return(lapply(seq_along(instances), function(i) {
+      inst <- instances[[i]]
+      b64 <- if (is.list(inst) && !is.null(names(inst))) inst$b64 else NULL
+      if (!is.character(b64) || length(b64) != 1L) {
+        api_error(400L, "bad_json", sprintf("instances[%d] has no 'b64' string", i - 1L))
+      }
+      if (!grepl("^[A-Za-z0-9+/]*={0,2}$", b64) || nchar(b64) %% 4L != 0L) {
+        api_error(400L, "bad_base64", sprintf("instances[%d].b64 is not valid base64", i - 1L))
+      }
+      list(name = sprintf("instances[%d]", i - 1L), data = jsonlite::base64_dec(b64))
+    }))
+  }
+  api_error(415L, "unsupported_media_type",
+            paste0("send multipart/form-data with an 'image' field, a raw image/jpeg|png|webp body, ",
+                   'or application/json {"instances": [{"b64": ...}]}'))
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+decode_all <- function(images) {
+  n <- length(images)
+  spec <- CASCADE$spec
+  if (CONFIG$preprocess == "shared") {
+    np <- reticulate::import("numpy", convert = FALSE)
+    arrays <- vector("list", n)
+    for (i in seq_len(n)) {
+      arrays[[i]] <- tryCatch(ps_preprocess_shared_np(images[[i]]$data, spec, CASCADE$py_spec),
+                              ps_decode_error = function(e) {
+                                api_error(if (e$code == "too_large") 413L else 400L,
+                                          paste0(e$code, "_image"),
+                                          paste0(images[[i]]$name, ": ", conditionMessage(e)))
+                              })
+    }
+    return(np$stack(arrays))
+  }
+  x <- array(0, c(n, spec$height, spec$width, 3L))
+  for (i in seq_len(n)) {
+    x[i, , , ] <- tryCatch(ps_preprocess(images[[i]]$data, spec, CONFIG$preprocess),
+                           ps_decode_error = function(e) {
+                             api_error(400L, paste0(e$code, "_image"),
+                                       paste0(images[[i]]$name, ": ", conditionMessage(e)))
+                           },
+                           error = function(e) {
+                             api_error(400L, "unreadable_image",
+                                       paste0(images[[i]]$name, ": cannot decode image: ", conditionMessage(e)))
+                           })
+  }
+  x
+}
+
+classify <- function(images, top_k) {
+  if (!length(images)) api_error(400L, "no_images", "the request holds no image")
+  if (length(images) > CONFIG$max_images) {
+    api_error(413L, "too_many_images", sprintf("at most %d images per request, got %d", CONFIG$max_images,
+                                               length(images)))
+  }
+  t0 <- Sys.time()
+  x <- decode_all(images)
+  t1 <- Sys.time()
+  results <- ps_predict(CASCADE, x, top_k = top_k)
+  t2 <- Sys.time()
+  predictions <- lapply(seq_along(results), function(i) c(list(file = images[[i]]$name), results[[i]]))
+  body <- list(model_version = CASCADE$version)
+  if (length(predictions) == 1L) {
+    body$manufacturer <- predictions[[1]]$manufacturer
+    body$type <- predictions[[1]]$type
+    body$unsure <- predictions[[1]]$unsure
+  }
+  body$predictions <- predictions
+  ms <- function(a, b) round(as.numeric(difftime(b, a, units = "secs")) * 1000, 2)
+  body$timing_ms <- list(decode = ms(t0, t1), inference = ms(t1, t2))
+  body
+}
+
+# ---------------------------------------------------------------- routes
+
+# Methods of each route, for werkzeug-style 405 answers (plumber's own 405 body is
+# {"error":"405 - Method Not Allowed"} and cannot be replaced by a handler).
+ROUTE_METHODS <- list("/ping" = "GET", "/healthz" = "GET", "/readyz" = "GET", "/metadata" = "GET",
+                      "/names" = "GET", "/predict" = c("GET", "POST"))
+
+#* @filter method_not_allowed
+function(req, res) {
+  allowed <- ROUTE_METHODS[[req$PATH_INFO]]
+  if (!is.null(allowed) && !(req$REQUEST_METHOD %in% c(allowed, "HEAD", "OPTIONS"))) {
+    return(send_error(res, 405L, "method_not_allowed", "The method is not allowed for the requested URL."))
+  }
+  plumber::forward()
+}
+
+#* Plumber/vetiver-style ping
+#* @get /ping
+function(req, res) send_json(res, list(status = "online"))
+
+#* Liveness
+#* @get /healthz
+function(req, res) send_json(res, list(status = "alive"))
+
+#* Readiness: the models load before plumber listens, so this is always ready
+#* @get /readyz
+function(req, res) {
+  send_json(res, list(status = "ready", reason = "ok", model_version = CASCADE$version))
+}
+
+#* The model version, labels, preprocessing and training metrics
+#* @get /metadata
+function(req, res) {
+  guarded(res, function() {
+    metrics <- CASCADE$info$metrics
+    calib <- metrics$calibration %||% json_object()
+    calib_out <- json_object()
+    for (k in names(calib)) {
+      v <- calib[[k]]
+      calib_out[[k]] <- list(temperature = v$temperature, val_ece_before = v$val_ece_before,
+                             val_ece_after = v$val_ece_after)
+    }
+    send_json(res, list(
+      model_version = CASCADE$version, created = CASCADE$created,
+      labels = CASCADE$info$labels, preprocessing = CASCADE$info$preprocessing,
+      threshold = CASCADE$threshold,
+      metrics = list(test = metrics$test %||% json_object(), calibration = calib_out),
+      load_seconds = CASCADE$load_seconds))
+  })
+}
+
+#* The R original's route: the manufacturer of the default image
+#* @get /names
+#* @serializer json
+function(req, res) {
+  rel <- CONFIG$default_image
+  out <- tryCatch({
+    if (!nzchar(rel)) api_error(404L, "no_default_image", "no default image configured (PLANESPOTTER_DEFAULT_IMAGE)")
+    target <- resolve_under_root(rel)
+    body <- classify(list(list(name = rel, data = read_file_raw(target))), 1L)
+    body$manufacturer$label
+  }, ps_api_error = function(e) send_error(res, e$status, e$code, conditionMessage(e)))
+  out
+}
+
+#* Classify an image under the image root
+#* @get /predict
+function(req, res) {
+  guarded(res, function() {
+    top_k <- parse_top_k(req)
+    url <- req$argsQuery$url
+    rel <- req$argsQuery$path
+    if (!is.null(url) && !is.null(rel)) api_error(400L, "bad_parameter", "give either ?path= or ?url=, not both")
+    if (!is.null(url)) {  # our server fetches URLs only when enabled (off by default); R never does
+      api_error(403L, "url_fetch_disabled",
+                "fetching images by URL is disabled on this server (PLANESPOTTER_URL_FETCH)")
+    }
+    rel <- if (is.null(rel)) "" else as.character(rel[[1]])
+    target <- resolve_under_root(rel)
+    send_json(res, classify(list(list(name = rel, data = read_file_raw(target))), top_k))
+  })
+}
+
+#* Classify the image(s) in the body
+#* @post /predict
+#* @parser multi
+#* @parser ps_raw
+function(req, res) {
+  guarded(res, function() {
+    top_k <- parse_top_k(req)
+    send_json(res, classify(images_from_request(req), top_k))
+  })
+}
+
+#* @plumber
+function(pr) {
+  pr |>
+    plumber::pr_set_404(function(req, res) {
+      send_error(res, 404L, "not_found", paste(
+        "The requested URL was not found on the server. If you entered the URL manually",
+        "please check your spelling and try again."))
+    }) |>
+    plumber::pr_set_error(function(req, res, err) {
+      send_error(res, 500L, "internal_error", conditionMessage(err))
+    })
+}

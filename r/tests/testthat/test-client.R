@@ -1,0 +1,65 @@
+# The R client against a real server (see helper-client.R for the environment it needs).
+
+test_that("metadata is a one-row data frame describing the served model", {
+  md <- ps_metadata(server_url())
+  expect_s3_class(md, "data.frame")
+  expect_equal(nrow(md), 1L)
+  expect_true(nzchar(md$model_version))
+  expect_true(md$height >= 8L && md$width >= 8L)
+  expect_true(md$resize %in% c("nearest", "bilinear", "bicubic", "lanczos", "box"))
+  expect_match(md$reference_sha256, "^[0-9a-f]{64}$")
+  expect_true(md$threshold >= 0 && md$threshold <= 1)
+  labels <- ps_labels(server_url())
+  expect_setequal(names(labels), c("manufacturer", "icao_type"))
+  expect_equal(paste(unique(labels$manufacturer), collapse = ","), md$manufacturers)
+  expect_equal(sum(!is.na(labels$icao_type)), md$n_types)
+})
+
+test_that("classifying one file gives one row with probabilities and known labels", {
+  photo <- sort(list.files(test_images(), pattern = PS_IMAGE_PATTERN, full.names = TRUE))[1]
+  df <- ps_classify_file(server_url(), photo)
+  labels <- ps_labels(server_url())
+  expect_equal(nrow(df), 1L)
+  expect_equal(df$file, basename(photo))
+  expect_true(df$manufacturer %in% labels$manufacturer)
+  expect_true(df$icao_type %in% labels$icao_type[labels$manufacturer == df$manufacturer])
+  expect_true(all(c(df$p_manufacturer, df$p_type, df$p_joint) >= 0 &
+                  c(df$p_manufacturer, df$p_type, df$p_joint) <= 1))
+  expect_equal(df$p_joint, df$p_manufacturer * df$p_type, tolerance = 1e-12)
+  expect_equal(df$model_version, ps_metadata(server_url())$model_version)
+})
+
+test_that("a folder is classified in batches, one row per image in sorted order", {
+  dir <- test_images()
+  photos <- sort(list.files(dir, pattern = PS_IMAGE_PATTERN, ignore.case = TRUE, full.names = TRUE))
+  df <- ps_classify_folder(server_url(), dir, batch_size = 5L)
+  expect_equal(nrow(df), length(photos))
+  expect_equal(df$path, photos)
+  expect_equal(df$file, basename(photos))
+  one <- ps_classify_file(server_url(), photos[2])
+  expect_equal(df$manufacturer[2], one$manufacturer)
+  # batch composition changes float results by ~1e-7 (oneDNN), never more than this
+  expect_equal(df$p_manufacturer[2], one$p_manufacturer, tolerance = 1e-5)
+})
+
+test_that("an empty folder gives a zero-row data frame with the same columns", {
+  empty <- tempfile("empty")
+  dir.create(empty)
+  on.exit(unlink(empty, recursive = TRUE))
+  df <- ps_classify_folder(server_url(), empty)
+  expect_equal(nrow(df), 0L)
+  expect_true(all(c("file", "manufacturer", "p_manufacturer", "path") %in% names(df)))
+})
+
+test_that("server errors arrive as ps_http_error with the server's code", {
+  bad <- tempfile(fileext = ".jpg")
+  writeLines("hello, I am not an image", bad)
+  on.exit(unlink(bad))
+  err <- tryCatch(ps_classify_file(server_url(), bad), ps_http_error = function(e) e)
+  expect_s3_class(err, "ps_http_error")
+  expect_equal(err$status, 400L)
+  expect_equal(err$code, "unsupported_format_image")
+  expect_error(ps_classify_file(server_url(), file.path(tempdir(), "no-such-file.jpg")), "no such file")
+  err <- tryCatch(ps_classify_files(server_url(), rep(bad, 1), top_k = 0L), ps_http_error = function(e) e)
+  expect_equal(err$code, "bad_parameter")
+})

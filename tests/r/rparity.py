@@ -1,0 +1,108 @@
+"""Helpers of the R parity suite (imported by tests/r/conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+R_DIR = ROOT / "r"
+SHARED = (ROOT / ".." / "shared").resolve()
+SMOKE_DIR = SHARED / "data" / "smoke-airliners"
+HTML_DIR = SHARED / "data" / "planespotters-html"
+DEFAULT_IMAGE = "boeing_777_turkish.jpg"
+ORACLE_BATCH = 4  # images per forward pass in r/oracle.R and on the Python side
+
+
+class ParityReport:
+    """Check name -> {"status": "pass" | "fail" | "known_difference", "measured": {...}}."""
+
+    def __init__(self):
+        self.checks: dict[str, dict] = {}
+        self.context: dict = {}
+
+    def check(self, name: str, passed: bool, known_difference: bool = False, **measured) -> bool:
+        """Record one check (before asserting it). ``known_difference``: the check documents a
+        difference listed in r/README.md; it passes when the difference is exactly the listed one."""
+        status = ("known_difference" if known_difference else "pass") if passed else "fail"
+        self.checks[name] = {"status": status, "measured": _jsonable(measured)}
+        return passed
+
+    def write(self, path: Path) -> None:
+        failed = sorted(k for k, v in self.checks.items() if v["status"] == "fail")
+        doc = {"summary": {"passed": not failed and bool(self.checks), "checks": len(self.checks),
+                           "failed": failed,
+                           "known_differences": sorted(k for k, v in self.checks.items()
+                                                       if v["status"] == "known_difference"),
+                           "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                           **self.context},
+               "checks": dict(sorted(self.checks.items()))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    return x
+
+
+def r_to_numpy(obj) -> np.ndarray:
+    """An R numeric array as a NumPy array with the same shape and indices (float64)."""
+    import rpy2.robjects as ro
+    from rpy2.robjects import numpy2ri
+
+    with (ro.default_converter + numpy2ri.converter).context():
+        return np.asarray(ro.conversion.get_conversion().rpy2py(obj), dtype=np.float64)
+
+
+def edge_images(folder: Path) -> list[Path]:
+    """Images that exercise the preprocessing rules: EXIF orientation 6, RGBA and palette PNGs,
+    a grayscale JPEG (built from a smoke photo, deterministic)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(SMOKE_DIR / "boeing_767.jpg") as im:
+        base = im.convert("RGB").resize((211, 141), Image.Resampling.BILINEAR)
+    out = []
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = folder / "edge_exif6.jpg"
+    base.save(p, "JPEG", quality=90, exif=exif.tobytes())
+    out.append(p)
+    rgba = base.convert("RGBA")
+    alpha = Image.linear_gradient("L").resize(base.size)
+    rgba.putalpha(alpha)
+    p = folder / "edge_rgba.png"
+    rgba.save(p, "PNG")
+    out.append(p)
+    p = folder / "edge_palette.png"
+    base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(p, "PNG")
+    out.append(p)
+    p = folder / "edge_gray.jpg"
+    base.convert("L").save(p, "JPEG", quality=90)
+    out.append(p)
+    return out
+
+
+def rget(rlist, *path):
+    """Element of a (nested) R list by names."""
+    obj = rlist
+    for name in path:
+        obj = obj.rx2(name)
+    return obj
