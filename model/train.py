@@ -168,17 +168,16 @@ def calibrated(model, temperature: float, name: str):
     return keras.Model(inputs, probs, name=name)
 
 
-def calibrate(name: str, model, x_va, y_va, spec) -> tuple[object, dict]:
-    """Fit a temperature on the validation split; returns ``(calibrated_model, report)``."""
-    z = logits_of(model, x_va, spec)
-    t = cal.fit_temperature(z, y_va)
+def calibrate(name: str, model, z_va: np.ndarray, y_va: np.ndarray) -> tuple[object, dict]:
+    """Fit a temperature on validation logits ``z_va`` ``(n, k)``; returns ``(calibrated_model, report)``."""
+    t = cal.fit_temperature(z_va, y_va)
     report = {
         "temperature": t,
-        "val_nll_before": cal.nll(z, y_va, 1.0) if len(y_va) else None,
-        "val_nll_after": cal.nll(z, y_va, t) if len(y_va) else None,
-        "val_ece_before": cal.expected_calibration_error(cal.softmax(z, 1.0), y_va),
-        "val_ece_after": cal.expected_calibration_error(cal.softmax(z, t), y_va),
-        "val_accuracy": float((z.argmax(1) == y_va).mean()) if len(y_va) else None,
+        "val_nll_before": cal.nll(z_va, y_va, 1.0) if len(y_va) else None,
+        "val_nll_after": cal.nll(z_va, y_va, t) if len(y_va) else None,
+        "val_ece_before": cal.expected_calibration_error(cal.softmax(z_va, 1.0), y_va),
+        "val_ece_after": cal.expected_calibration_error(cal.softmax(z_va, t), y_va),
+        "val_accuracy": float((z_va.argmax(1) == y_va).mean()) if len(y_va) else None,
     }
     return calibrated(model, t, name), report
 
@@ -261,13 +260,15 @@ def train(cfg: TrainConfig) -> Path:
         if feature_mode:
             head, hist = features.fit_head(name, n_classes, feats[rows_tr], y_tr, feats[rows_va], y_va, cfg)
             model = features.full_model(cfg.backbone, head, spec, weights=cfg.weights, name=f"{name}_logits")
+            z_va = np.asarray(head.predict_on_batch(feats[rows_va])) if len(rows_va) else np.zeros((0, n_classes))
         else:
             model, hist = fit_image_classifier(name, n_classes, pixels[rows_tr], y_tr, pixels[rows_va],
                                                y_va, cfg, epochs, version)
+            z_va = logits_of(model, pixels[rows_va], spec)
         timings[name] = round(time.time() - t, 1)
         histories[name] = hist
         plot_history(hist, name, Path(cfg.reports_dir) / "figures" / f"training_{name}.png")
-        final, report = calibrate(name, model, pixels[rows_va], y_va, spec)
+        final, report = calibrate(name, model, z_va, y_va)
         calibration[name] = report
         _log(f"{name}: {len(rows_tr)} train images, {timings[name]}s, val acc {report['val_accuracy']:.3f}, "
              f"T={report['temperature']:.3f}, ECE {report['val_ece_before']:.3f} -> {report['val_ece_after']:.3f}")

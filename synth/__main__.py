@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-per-type", type=_nonneg, default=0,
                    help="at least this many images per ICAO type within its class (rare types get more "
                    "views per livery; 0: types in proportion to their liveries)")
+    r.add_argument("--views", choices=("spotter", "all"), default="spotter",
+                   help="camera presets: spotter = broadside/three-quarter views from below (default); "
+                   "all = any azimuth, elevation -45..+15")
     r.add_argument("--split-ratios", type=_ratios, default=(0.7, 0.15, 0.15),
                    help="train,validation,test fractions (default: 0.7,0.15,0.15)")
     r.add_argument("--workers", type=_positive, default=2,
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             types=args.types,
             max_liveries_per_type=args.max_liveries_per_type,
             min_per_type=args.min_per_type,
+            views=args.views,
             package=package,
         )
         summary = build_dataset(liveries, args.out, params, workers=args.workers, progress=not args.no_progress)

@@ -74,6 +74,7 @@ class RenderParams:
     types: tuple[str, ...] = ()
     max_liveries_per_type: int = 0
     min_per_type: int = 0
+    views: str = "spotter"
     package: str = ""
     synth_version: str = SYNTH_VERSION
 
@@ -367,6 +368,7 @@ class _Job:
     out: str
     seed: int
     package: str
+    views_preset: str = "spotter"
     rels: list[str] = field(default_factory=list)
 
 
@@ -391,7 +393,7 @@ def render_livery(renderer, job: _Job) -> list[dict[str, str]]:
             im.load()
         else:
             rng = view_rng(job.seed, job.livery.key, view)
-            vp = sample_view(rng)
+            vp = sample_view(rng, job.views_preset)
             img = renderer.render(job.livery, vp)
             im = degrade(img, vp, rng)
             data = encode_jpeg(im, vp.jpeg_quality)
@@ -479,7 +481,8 @@ def build_dataset(
     # Group jobs by model so a worker reuses its parsed model across liveries.
     ordered = sorted(liveries, key=lambda lv: (str(lv.model_path), lv.key))
     jobs = [
-        _Job(lv, list(range(plan[lv.key])), splits[lv.key], str(out), params.seed, params.package) for lv in ordered
+        _Job(lv, list(range(plan[lv.key])), splits[lv.key], str(out), params.seed, params.package, params.views)
+        for lv in ordered
     ]
     n_total = sum(len(j.views) for j in jobs)
     rows: list[dict[str, str]] = []

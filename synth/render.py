@@ -214,7 +214,13 @@ class ViewParams:
         return asdict(self)
 
 
-def sample_view(rng: np.random.Generator) -> ViewParams:
+#: View presets. ``spotter``: broadside to three-quarter views (azimuth within 65 degrees of either
+#: side, never nose- or tail-on) from below to slightly above (elevation -30..+10), as spotters
+#: photograph airliners; ``all``: any azimuth, elevation -45..+15.
+VIEW_PRESETS = ("spotter", "all")
+
+
+def sample_view(rng: np.random.Generator, views: str = "spotter") -> ViewParams:
     """Draw random view parameters (ranges in :class:`ViewParams`) from ``rng``."""
     overcast = rng.random() < 0.25
     if overcast:
@@ -234,9 +240,16 @@ def sample_view(rng: np.random.Generator) -> ViewParams:
     fill = float(rng.uniform(0.55, 0.92))
     margin = (1 - fill) * 0.8
     bank = float(np.clip(rng.normal(0, 10), -30, 30))
+    if views == "all":
+        azimuth, elevation = float(rng.uniform(0, 360)), float(rng.uniform(-45, 15))
+    elif views == "spotter":
+        azimuth = float((90.0 if rng.random() < 0.5 else 270.0) + rng.uniform(-65, 65)) % 360.0
+        elevation = float(rng.uniform(-30, 10))
+    else:
+        raise ValueError(f"views must be one of {VIEW_PRESETS}, got {views!r}")
     return ViewParams(
-        azimuth=float(rng.uniform(0, 360)),
-        elevation=float(rng.uniform(-45, 15)),
+        azimuth=azimuth,
+        elevation=elevation,
         fov=float(rng.uniform(18, 40)),
         bank=bank,
         pitch=float(rng.uniform(-4, 12)),

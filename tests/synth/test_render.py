@@ -71,3 +71,21 @@ def test_gear_select_changes_silhouette(renderer, by_key):
     _, up = renderer.render(lv, _side_view(2, azimuth=90.0, gear_down=False), return_mask=True)
     _, down = renderer.render(lv, _side_view(2, azimuth=90.0, gear_down=True), return_mask=True)
     assert (down > 127).sum() > (up > 127).sum()
+
+
+def test_spotter_views_are_never_nose_or_tail_on():
+    import numpy as np
+
+    from synth.render import sample_view
+
+    rng = np.random.default_rng(0)
+    spotter = [sample_view(rng, "spotter") for _ in range(400)]
+    # azimuth 0 looks from behind the tail, 180 from the nose: spotter views stay 25+ degrees away
+    off_axis = [min(v.azimuth % 180, 180 - v.azimuth % 180) for v in spotter]
+    assert min(off_axis) >= 25 - 1e-9
+    assert all(-30 <= v.elevation <= 10 for v in spotter)
+    assert {v.azimuth < 180 for v in spotter} == {True, False}  # both sides
+    any_view = [sample_view(rng, "all") for _ in range(400)]
+    assert min(min(v.azimuth % 180, 180 - v.azimuth % 180) for v in any_view) < 25
+    with pytest.raises(ValueError):
+        sample_view(rng, "sideways")
