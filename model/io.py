@@ -61,6 +61,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; model files must be readable by the serving user
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -86,6 +87,7 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
     if final.exists():
         raise FileExistsError(f"model version already exists: {final}")
     tmp = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{version}."))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a mounted model must be readable by a non-root server
     try:
         stage1.save(tmp / STAGE1)
         for m, model in stage2.items():
