@@ -27,7 +27,7 @@ def _train(args) -> int:
                       epochs=args.epochs, type_epochs=args.type_epochs or args.epochs,
                       batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
                       width=args.width, augment=not args.no_augment, grayscale=args.grayscale,
-                      patience=args.patience, verbose=args.verbose)
+                      patience=args.patience, verbose=args.verbose, fine_tune=args.fine_tune)
     path = train(cfg)
     print(path)
     return 0
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threshold", type=float, default=0.6, help="stage-1 routing threshold")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--fine-tune", action="store_true",
+                   help="lite0: fine-tune blocks 6-7 of the stage-1 model on cached block-5 feature maps "
+                        "(stage 2 and the default: a head on frozen pooled features)")
     t.add_argument("--grayscale", action="store_true", help="random grayscale augmentation")
     t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     t.set_defaults(func=_train)

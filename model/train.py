@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     threshold: float = 0.6
     augment: bool = True
+    fine_tune: bool = False  # lite0: fine-tune blocks 6-7 for stage 1 (stage 2 stays head-only)
     grayscale: bool = False
     min_type_images: int = 8
     version: str | None = None
@@ -251,13 +252,21 @@ def train(cfg: TrainConfig) -> Path:
     pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df.get("sha256", pd.Series()).tolist() or None)
     _log(f"decoded {len(pixels)} images in {time.time() - t:.1f}s")
     feature_mode = cfg.backbone in features.FEATURE_BACKBONES
-    feats = features.compute(cfg.backbone, pixels, df, spec, weights=cfg.weights) if feature_mode else None
+    cut = features.LITE0_CUT if (feature_mode and cfg.fine_tune and cfg.backbone == "lite0") else None
+    feats = features.compute(cfg.backbone, pixels, df, spec, weights=cfg.weights, cut=cut) if feature_mode else None
+    maps = None
+    if cut is not None:  # stage 1 fine-tunes on the maps; stage 2 heads use the pooled features
+        maps, feats = feats, features.pooled_from_cut(feats, spec, weights=cfg.weights)
     sel = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test")}
     timings, histories, calibration = {}, {}, {}
 
     def fit(name, n_classes, rows_tr, y_tr, rows_va, y_va, epochs):
         t = time.time()
-        if feature_mode:
+        if maps is not None and name == "manufacturer":
+            head, hist = features.fit_upper(name, n_classes, maps[rows_tr], y_tr, maps[rows_va], y_va, cfg, spec)
+            model = features.full_model_cut(head, spec, weights=cfg.weights, name=f"{name}_logits")
+            z_va = np.asarray(head.predict(maps[rows_va], batch_size=64, verbose=0)) if len(rows_va) else np.zeros((0, n_classes))
+        elif feature_mode:
             head, hist = features.fit_head(name, n_classes, feats[rows_tr], y_tr, feats[rows_va], y_va, cfg)
             model = features.full_model(cfg.backbone, head, spec, weights=cfg.weights, name=f"{name}_logits")
             z_va = np.asarray(head.predict_on_batch(feats[rows_va])) if len(rows_va) else np.zeros((0, n_classes))

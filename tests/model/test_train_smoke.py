@@ -43,14 +43,15 @@ def lite0_weights() -> Path:
         pytest.skip(f"EfficientNet-Lite0 weights unavailable: {e}")
 
 
-def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fine_tune", [False, True], ids=["head", "fine-tune"])
+def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_path, monkeypatch, fine_tune):
     from model import features
     from model.train import TrainConfig, train
 
     monkeypatch.setattr(features, "CACHE_DIR", tmp_path / "features")
     cfg = TrainConfig(data=str(small_render), models_dir=str(tmp_path / "models"),
                       reports_dir=str(tmp_path / "reports"), backbone="lite0", image_size=128,
-                      epochs=40, seed=0, verbose=0)
+                      epochs=3 if fine_tune else 40, seed=0, verbose=0, fine_tune=fine_tune)
     version = train(cfg)
     metrics = json.loads((version / "metrics.json").read_text())
     test = metrics["test"]
@@ -61,6 +62,8 @@ def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_p
     card = (version / "model_card.md").read_text()
     assert "GPL-2.0-or-later" in card and "manufacturer accuracy" in card
 
+    if fine_tune:
+        return
     # the same data again: every feature comes from the cache, the model is the same
     stats: dict = {}
     from model import data as mdata
