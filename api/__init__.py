@@ -19,24 +19,29 @@ def create_app(config: dict | None = None, start_engine: bool = True) -> Flask:
             the environment (``PLANESPOTTER_<KEY>``) is read first.
         start_engine: load the models (in a background thread) right away.
     Returns:
-        The Flask app; ``app.extensions["engine"]`` is its :class:`api.engine.Engine`.
+        The Flask app; ``app.extensions["engine"]`` is its :class:`api.engine.Engine`. Routes: the
+        web page ``/``, probes, ``/metadata``, ``/metrics``, native and plumber classification,
+        OIP v2 (``/v2/...``), TF Serving (``/v1/models/...``), ``/openapi.json`` and ``/__docs__/``.
     """
-    from . import errors
+    from . import errors, inference, metrics, openapi
     from .engine import Engine
-    from .routes import health, meta, predict
+    from .routes import health, meta, oip, predict, tfserving, web
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(Config.from_env())
     app.config.update(config or {})
     app.json.sort_keys = False
     engine = Engine(app.config["MODEL_DIR"], threshold=app.config["THRESHOLD"],
                     max_batch_size=app.config["MAX_BATCH_SIZE"],
-                    max_batch_wait_ms=app.config["MAX_BATCH_WAIT_MS"], warmup=app.config["WARMUP"])
+                    max_batch_wait_ms=app.config["MAX_BATCH_WAIT_MS"], warmup=app.config["WARMUP"],
+                    ready_wait_s=app.config["READY_WAIT_S"], on_batch=metrics.on_batch,
+                    on_loaded=metrics.on_loaded)
     app.extensions["engine"] = engine
     errors.register(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(meta.bp)
-    app.register_blueprint(predict.bp)
+    metrics.install(app)
+    inference.install(app)
+    for blueprint in (web.bp, health.bp, meta.bp, predict.bp, oip.bp, tfserving.bp, openapi.bp):
+        app.register_blueprint(blueprint)
     if start_engine:
         engine.start(background=True)
     return app

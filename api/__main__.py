@@ -1,4 +1,6 @@
-"""``python -m api smoke`` — start the real server, classify a folder of photos, print a table."""
+"""``python -m api smoke|bench|bench-sweep|soak`` — run the real server on loopback: classify a
+folder of photos and print a table (smoke), measure throughput and latency (bench, bench-sweep),
+or soak it (soak)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import bench
     from .smoke import print_table, smoke
 
     p = argparse.ArgumentParser(prog="python -m api", description=__doc__)
@@ -20,7 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fallback-data", default="data/raw/synth",
                    help="dataset whose test split is used when --images does not exist")
     s.add_argument("--limit", type=int, default=12, help="at most this many test-split images")
+    bench.add_parsers(sub)
     args = p.parse_args(argv)
+    if args.command != "smoke":
+        for spec in getattr(args, "peer", []):
+            name, _, url = spec.partition("=")
+            if not name or not url.startswith(("http://", "https://")):
+                p.error(f"--peer wants NAME=http(s)://..., got {spec!r}")
+        return args.func(args)
 
     folder = Path(args.images)
     truth = {}

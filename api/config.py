@@ -16,24 +16,49 @@ class Config:
     """Defaults; every key can be set by the environment variable ``PLANESPOTTER_<KEY>``.
 
     MODEL_DIR: model version folder (``models/latest`` follows the newest complete version).
+    MODEL_NAME: the model's name in the OIP v2 (``/v2/models/{name}``) and TF Serving
+        (``/v1/models/{name}``) routes.
     IMAGE_ROOT: folder that ``GET /predict?path=`` may read from (relative paths only).
     DEFAULT_IMAGE: image classified by ``GET /names`` (relative to IMAGE_ROOT).
     THRESHOLD: stage-1 routing threshold in [0, 1].
-    MAX_CONTENT_LENGTH: request body limit in bytes (413 above it).
-    MAX_BATCH_SIZE / MAX_BATCH_WAIT_MS: dynamic micro-batching within a worker.
+    MAX_CONTENT_LENGTH: request body limit in bytes (413 above it; Flask's own setting).
+    MAX_IMAGES_PER_REQUEST: most images in one request (413 above it).
+    MAX_BATCH_SIZE / MAX_BATCH_WAIT_MS: dynamic micro-batching within a worker (images per forward
+        pass; milliseconds the batcher may wait after the first queued image, only while other
+        classification requests in the worker have not submitted their images yet). Defaults
+        chosen by measurement (``make bench-sweep``, reports/bench/serve_sweep.json: over
+        interleaved rounds 8 images / 10 ms gave the best p99 at concurrency 8 and about the best
+        throughput, against 8/2, 16/5, 16/10 and 32/10).
+    READY_WAIT_S: how long a classification request that arrives while the models are still
+        loading (a fresh or replacement worker) waits for them before answering 503.
     WARMUP: run the models once before reporting ready.
+    TOP_K: default number of (manufacturer, type) pairs listed per image.
+    URL_FETCH: enable ``GET /predict?url=`` (off by default).
+    URL_ALLOW_HOSTS: comma-separated host allow-list for ``?url=`` (``example.org`` matches that
+        host only, ``.example.org`` also its subdomains). Empty: every URL is refused.
+    URL_MAX_BYTES / URL_TIMEOUT_S: size (bytes) and total time (seconds) limits of one fetch.
+    URL_ALLOW_NETWORKS: comma-separated CIDR networks exempt from the SSRF guard (e.g. an internal
+        image store at ``10.1.2.0/24``; the tests use ``127.0.0.2/32``). Empty by default: every
+        loopback, private, link-local or otherwise non-public address is refused.
     """
 
     MODEL_DIR = "models/latest"
+    MODEL_NAME = "planespotter"
     IMAGE_ROOT = "."
     DEFAULT_IMAGE = ""
     THRESHOLD = 0.6
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     MAX_IMAGES_PER_REQUEST = 64
-    MAX_BATCH_SIZE = 16
-    MAX_BATCH_WAIT_MS = 5.0
+    MAX_BATCH_SIZE = 8
+    MAX_BATCH_WAIT_MS = 10.0
+    READY_WAIT_S = 60.0
     WARMUP = True
     TOP_K = 3
+    URL_FETCH = False
+    URL_ALLOW_HOSTS = ""
+    URL_MAX_BYTES = 8 * 1024 * 1024
+    URL_TIMEOUT_S = 5.0
+    URL_ALLOW_NETWORKS = ""
 
     @classmethod
     def from_env(cls) -> dict:

@@ -6,8 +6,11 @@ TensorFlow never runs in the master). Loading runs in a background thread so ``/
 at once and ``/readyz`` turns 200 only when the models are loaded and warmed up.
 
 Micro-batching: request threads put preprocessed images on a queue; one batcher thread takes up
-to ``max_batch_size`` images, waiting at most ``max_batch_wait_ms`` after the first for more, runs
-one forward pass and hands each request its rows.
+to ``max_batch_size`` images, runs one forward pass and hands each request its rows. After the
+first image it keeps collecting for at most ``max_batch_wait_ms``, but only while another
+classification request is in the worker and has not submitted its images yet
+(:meth:`Engine.expect`; it is reading or decoding them): a lone request is never delayed by the
+wait, and under load the batch fills with the requests already in the worker.
 """
 
 from __future__ import annotations
@@ -31,22 +34,30 @@ class Engine:
         model_dir: model version folder; threshold: routing threshold.
         max_batch_size: most images per forward pass (>= 1); max_batch_wait_ms: how long the
             batcher waits after the first queued image for more (milliseconds, >= 0).
+        ready_wait_s: how long :meth:`predict` waits for models that are still loading.
+        on_batch: called with the size of every forward pass (metrics).
+        on_loaded: called with the engine once loading finished, ready or failed (metrics).
     """
 
-    def __init__(self, model_dir: str, threshold: float = 0.6, max_batch_size: int = 16,
-                 max_batch_wait_ms: float = 5.0, warmup: bool = True, on_batch=None):
+    def __init__(self, model_dir: str, threshold: float = 0.6, max_batch_size: int = 8,
+                 max_batch_wait_ms: float = 10.0, warmup: bool = True, on_batch=None,
+                 ready_wait_s: float = 0.0, on_loaded=None):
         self.model_dir = model_dir
         self.threshold = threshold
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_batch_wait = max(0.0, float(max_batch_wait_ms)) / 1000.0
         self.warmup = warmup
         self.on_batch = on_batch
+        self.on_loaded = on_loaded
+        self.ready_wait_s = max(0.0, float(ready_wait_s))
         self.cascade = None
         self.state = "loading"
         self.reason = "models are loading"
         self.load_seconds: float | None = None
         self._queue: queue.Queue = queue.Queue()
         self._loaded = threading.Event()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
 
     def start(self, background: bool = True) -> "Engine":
         """Load the models (in a daemon thread when ``background``) and start the batcher."""
@@ -72,10 +83,19 @@ class Engine:
         finally:
             self.load_seconds = time.perf_counter() - t
             self._loaded.set()
+            if self.on_loaded is not None:
+                self.on_loaded(self)
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until loading finished (ready or failed); True when it finished in time."""
         return self._loaded.wait(timeout)
+
+    def ensure_ready(self) -> None:
+        """Wait up to ``ready_wait_s`` while the models load; raise :class:`NotReady` unless ready."""
+        if self.state == "loading":
+            self._loaded.wait(self.ready_wait_s)
+        if not self.ready:
+            raise NotReady(self.reason)
 
     @property
     def ready(self) -> bool:
@@ -87,24 +107,49 @@ class Engine:
             raise NotReady(self.reason)
         return self.cascade.spec
 
-    def predict(self, x: np.ndarray, top_k: int = 3, timeout: float = 60.0) -> list[dict]:
-        """Classify preprocessed images through the batcher.
+    def expect(self) -> None:
+        """Announce a request that will :meth:`submit` images soon (the batcher waits for it)."""
+        with self._pending_lock:
+            self._pending += 1
+
+    def unexpect(self) -> None:
+        """Withdraw one :meth:`expect` (after submitting, or when the request failed first)."""
+        with self._pending_lock:
+            self._pending = max(0, self._pending - 1)
+
+    def submit(self, x: np.ndarray, top_k: int = 3) -> list[Future]:
+        """Queue preprocessed images for the batcher.
 
         Args:
             x: float32 ``(n, H, W, 3)`` (see ``self.spec``).
         Returns:
-            One result dict per image (see :meth:`model.cascade.Cascade.predict`).
+            One future per image, resolving to its result dict (see
+            :meth:`model.cascade.Cascade.predict`) or to the forward pass's exception.
         Raises:
-            NotReady: models not loaded. TimeoutError: no answer within ``timeout`` seconds.
+            NotReady: models not loaded (see :meth:`ensure_ready`).
         """
-        if not self.ready:
-            raise NotReady(self.reason)
+        self.ensure_ready()
         futures = []
         for row in x:
             f: Future = Future()
             self._queue.put((row, top_k, f))
             futures.append(f)
-        return [f.result(timeout=timeout) for f in futures]
+        return futures
+
+    def predict(self, x: np.ndarray, top_k: int = 3, timeout: float = 60.0) -> list[dict]:
+        """Classify preprocessed images through the batcher (:meth:`submit` and wait).
+
+        While the models are still loading (a fresh or replacement worker) the call waits up to
+        ``ready_wait_s`` for them, so a worker that gunicorn just replaced queues requests instead
+        of failing them.
+
+        Returns:
+            One result dict per image (see :meth:`model.cascade.Cascade.predict`).
+        Raises:
+            NotReady: models not loaded (failed, or still loading after ``ready_wait_s``).
+            TimeoutError: no answer within ``timeout`` seconds.
+        """
+        return [f.result(timeout=timeout) for f in self.submit(x, top_k)]
 
     def _batcher(self) -> None:
         self._loaded.wait()
@@ -113,11 +158,18 @@ class Engine:
             items = [first]
             deadline = time.perf_counter() + self.max_batch_wait
             while len(items) < self.max_batch_size:
-                remaining = deadline - time.perf_counter()
                 try:
-                    items.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    items.append(self._queue.get_nowait())
+                    continue
                 except queue.Empty:
-                    break
+                    pass
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._pending == 0:
+                    break  # nobody else is about to submit: run now
+                try:
+                    items.append(self._queue.get(timeout=min(remaining, 0.001)))
+                except queue.Empty:
+                    pass
             if self.on_batch is not None:
                 self.on_batch(len(items))
             try:

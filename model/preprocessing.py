@@ -138,6 +138,8 @@ def decode_image(source: ImageSource) -> Image.Image:
             )
         img.seek(0)
         img.load()
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as e:
         raise ImageDecodeError("too_large", f"image too large: {e}") from None
     except UnidentifiedImageError:

@@ -11,7 +11,19 @@ bp = Blueprint("meta", __name__)
 
 @bp.get("/metadata")
 def metadata():
-    """Describe the loaded model version (503 while not ready)."""
+    """Describe the loaded model version (503 while not ready).
+    ---
+    get:
+      tags: [native]
+      summary: Model version, labels, preprocessing spec and checksum, training metrics
+      responses:
+        "200":
+          description: the loaded model version
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Metadata"}
+        "503": {$ref: "#/components/responses/NotReady"}
+    """
     engine = current_app.extensions["engine"]
     if not engine.ready:
         raise APIError(503, "not_ready", engine.reason)
@@ -24,8 +36,8 @@ def metadata():
         labels=c.labels,
         preprocessing=info.get("preprocessing", c.spec.to_dict()),
         threshold=c.threshold,
-        metrics={"test": metrics.get("test", {}),
+        metrics={"test": metrics.get("test") or {},
                  "calibration": {k: {kk: v.get(kk) for kk in ("temperature", "val_ece_before", "val_ece_after")}
-                                 for k, v in metrics.get("calibration", {}).items()}},
+                                 for k, v in (metrics.get("calibration") or {}).items() if isinstance(v, dict)}},
         load_seconds=engine.load_seconds,
     )

@@ -1,39 +1,29 @@
-"""Classification routes.
+"""Classification routes (native and R plumber compatible).
 
 - ``POST /predict``: a multipart ``image`` field (one or several), a raw ``image/jpeg``,
   ``image/png`` or ``image/webp`` body, or JSON ``{"instances": [{"b64": "..."}]}`` (TF Serving's
   binary convention); ``?top_k=N``.
 - ``GET /predict?path=<relative path>``: an image under the configured ``IMAGE_ROOT``.
+- ``GET /predict?url=<http(s) URL>``: fetch and classify (off by default; see :mod:`api.fetch`).
 - ``GET /names``: the R original's plumber route — classifies ``DEFAULT_IMAGE`` and answers the
   manufacturer as plumber's default JSON serializer does (a boxed array, ``["Boeing"]``).
+
+The view docstrings hold the OpenAPI operations (YAML after ``---``, read by apispec).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import time
 from pathlib import Path
 
-import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from model import preprocessing as pp
-
-from ..engine import NotReady
+from .. import fetch, inference
 from ..errors import APIError
 
 bp = Blueprint("predict", __name__)
 
 RAW_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
-
-
-def _engine():
-    engine = current_app.extensions["engine"]
-    if not engine.ready:
-        raise APIError(503, "not_ready", engine.reason)
-    return engine
 
 
 def _top_k() -> int:
@@ -47,6 +37,13 @@ def _top_k() -> int:
     return k
 
 
+def _json_body():
+    try:
+        return json.loads(request.get_data() or b"null")
+    except (ValueError, RecursionError):
+        raise APIError(400, "bad_json", "request body is not valid JSON") from None
+
+
 def _images_from_request() -> list[tuple[str, bytes]]:
     """(name, encoded bytes) of every image in a POST body; raises APIError 400/415."""
     ctype = (request.mimetype or "").lower()
@@ -58,10 +55,7 @@ def _images_from_request() -> list[tuple[str, bytes]]:
     if ctype in RAW_IMAGE_TYPES:
         return [("body", request.get_data())]
     if ctype == "application/json":
-        try:
-            doc = json.loads(request.get_data() or b"null")
-        except ValueError:
-            raise APIError(400, "bad_json", "request body is not valid JSON") from None
+        doc = _json_body()
         instances = doc.get("instances") if isinstance(doc, dict) else None
         if not isinstance(instances, list) or not instances:
             raise APIError(400, "bad_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')
@@ -70,54 +64,63 @@ def _images_from_request() -> list[tuple[str, bytes]]:
             b64 = inst.get("b64") if isinstance(inst, dict) else None
             if not isinstance(b64, str):
                 raise APIError(400, "bad_json", f"instances[{i}] has no 'b64' string")
-            try:
-                out.append((f"instances[{i}]", base64.b64decode(b64, validate=True)))
-            except (binascii.Error, ValueError):
-                raise APIError(400, "bad_base64", f"instances[{i}].b64 is not valid base64") from None
+            out.append((f"instances[{i}]", inference.b64decode(b64, f"instances[{i}].b64")))
         return out
     raise APIError(415, "unsupported_media_type",
                    "send multipart/form-data with an 'image' field, a raw image/jpeg|png|webp body, "
                    'or application/json {"instances": [{"b64": ...}]}')
 
 
-def decode_all(images: list[tuple[str, bytes]], spec: pp.PreprocessingSpec) -> np.ndarray:
-    """Preprocess every image; a bad one aborts the request with 400 (413 when too large)."""
-    arrays = []
-    for name, data in images:
-        try:
-            arrays.append(pp.to_array(data, spec))
-        except pp.ImageDecodeError as e:
-            status = 413 if e.code == "too_large" else 400
-            raise APIError(status, f"{e.code}_image", f"{name}: {e}") from None
-    return np.stack(arrays)
-
-
 def classify(images: list[tuple[str, bytes]], top_k: int) -> dict:
-    """Decode, classify and wrap results with model version and timing."""
-    engine = _engine()
-    limit = current_app.config["MAX_IMAGES_PER_REQUEST"]
-    if len(images) > limit:
-        raise APIError(413, "too_many_images", f"at most {limit} images per request")
-    t0 = time.perf_counter()
-    x = decode_all(images, engine.spec)
-    t1 = time.perf_counter()
-    try:
-        results = engine.predict(x, top_k=top_k)
-    except NotReady as e:
-        raise APIError(503, "not_ready", str(e)) from None
-    t2 = time.perf_counter()
-    predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
-    body = {"model_version": engine.cascade.version}
-    if len(predictions) == 1:
-        body.update({k: predictions[0][k] for k in ("manufacturer", "type", "unsure")})
-    body["predictions"] = predictions
-    body["timing_ms"] = {"decode": round((t1 - t0) * 1000, 2), "inference": round((t2 - t1) * 1000, 2)}
-    return body
+    """Decode, classify and wrap results with model version and timing (the native answer)."""
+    return inference.native_body(inference.run(images, top_k))
 
 
 @bp.post("/predict")
 def predict_post():
-    """Classify the image(s) in the body."""
+    """Classify the image(s) in the body.
+    ---
+    post:
+      tags: [native]
+      summary: Classify one or several images
+      description: |
+        Stage 1 gives the manufacturer; stage 2 that manufacturer's ICAO type. When the top
+        manufacturer probability is under the routing threshold the answer is `unsure` and the two
+        leading branches are both evaluated. One image: `manufacturer`, `type` and `unsure` are also
+        given at top level. Formats: JPEG, PNG, WebP.
+      parameters:
+        - top_k
+      requestBody:
+        required: true
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              required: [image]
+              properties:
+                image:
+                  type: array
+                  items: {type: string, format: binary}
+                  description: one or several image files
+          image/jpeg:
+            schema: {type: string, format: binary}
+          image/png:
+            schema: {type: string, format: binary}
+          image/webp:
+            schema: {type: string, format: binary}
+          application/json:
+            schema: {$ref: "#/components/schemas/B64Instances"}
+      responses:
+        "200":
+          description: one prediction per image
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/PredictResponse"}
+        "400": {$ref: "#/components/responses/BadRequest"}
+        "413": {$ref: "#/components/responses/TooLarge"}
+        "415": {$ref: "#/components/responses/UnsupportedMediaType"}
+        "503": {$ref: "#/components/responses/NotReady"}
+    """
     top_k = _top_k()
     return jsonify(classify(_images_from_request(), top_k))
 
@@ -126,10 +129,13 @@ def resolve_under_root(rel: str) -> Path:
     """The file ``rel`` under ``IMAGE_ROOT``; 400 for absolute paths, 403 for escapes, 404 if absent."""
     if not rel:
         raise APIError(400, "missing_parameter", "give ?path=<image path relative to the image root>")
-    if rel.startswith(("/", "\\")) or "\x00" in rel:
+    if rel.startswith(("/", "\\")) or "\x00" in rel or (len(rel) > 1 and rel[1] == ":"):
         raise APIError(400, "bad_path", "path must be relative to the image root")
     root = Path(current_app.config["IMAGE_ROOT"]).resolve()
-    target = (root / rel).resolve()
+    try:
+        target = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise APIError(400, "bad_path", "path cannot be resolved") from None
     if target != root and root not in target.parents:
         raise APIError(403, "forbidden_path", "path escapes the image root")
     if not target.is_file():
@@ -139,16 +145,83 @@ def resolve_under_root(rel: str) -> Path:
 
 @bp.get("/predict")
 def predict_get():
-    """Classify an image under the configured image root (``?path=``)."""
+    """Classify an image under the image root (``?path=``) or fetched from a URL (``?url=``).
+    ---
+    get:
+      tags: [native, plumber]
+      summary: Classify an image on the server (path) or on the web (url)
+      description: |
+        `path`: an image file relative to the configured image root (the R original's
+        `GET /predict?path=`); absolute paths are refused (400), paths that escape the root (`..`,
+        symlinks) too (403).
+        `url`: fetch an http(s) image and classify it. Off by default (403 `url_fetch_disabled`);
+        when on, only allow-listed hosts, no redirects to other hosts, no loopback, private or
+        link-local addresses after DNS resolution, and size and time limits.
+        Give exactly one of `path` and `url`.
+      parameters:
+        - name: path
+          in: query
+          schema: {type: string}
+          description: image path relative to the image root
+        - name: url
+          in: query
+          schema: {type: string}
+          description: http(s) URL of an image (when URL fetching is enabled)
+        - top_k
+      responses:
+        "200":
+          description: the prediction
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/PredictResponse"}
+        "400": {$ref: "#/components/responses/BadRequest"}
+        "403": {$ref: "#/components/responses/Forbidden"}
+        "404": {$ref: "#/components/responses/NotFound"}
+        "413": {$ref: "#/components/responses/TooLarge"}
+        "502": {$ref: "#/components/responses/BadGateway"}
+        "503": {$ref: "#/components/responses/NotReady"}
+        "504": {$ref: "#/components/responses/GatewayTimeout"}
+    """
     top_k = _top_k()
-    rel = request.args.get("path", "")
-    target = resolve_under_root(rel)
+    url = request.args.get("url")
+    rel = request.args.get("path")
+    if url is not None and rel is not None:
+        raise APIError(400, "bad_parameter", "give either ?path= or ?url=, not both")
+    if url is not None:
+        if not current_app.config["URL_FETCH"]:
+            raise APIError(403, "url_fetch_disabled",
+                           "fetching images by URL is disabled on this server (PLANESPOTTER_URL_FETCH)")
+        data = fetch.fetch(url, fetch.URLPolicy.from_config(current_app.config))
+        return jsonify(classify([(url, data)], top_k))
+    target = resolve_under_root(rel or "")
     return jsonify(classify([(rel, target.read_bytes())], top_k))
 
 
 @bp.get("/names")
 def names():
-    """The R original's route: the manufacturer of the default image as a boxed JSON array."""
+    """The R original's route: the manufacturer of the default image as a boxed JSON array.
+    ---
+    get:
+      tags: [plumber]
+      summary: Manufacturer of the default image (R plumber original)
+      description: |
+        Classifies the configured default image and answers as plumber's default JSON serializer
+        does: a boxed array holding the manufacturer, e.g. `["Boeing"]`, with
+        `Content-Type: application/json`.
+      responses:
+        "200":
+          description: boxed manufacturer name
+          content:
+            application/json:
+              schema:
+                type: array
+                minItems: 1
+                maxItems: 1
+                items: {type: string}
+              example: ["Boeing"]
+        "404": {$ref: "#/components/responses/NotFound"}
+        "503": {$ref: "#/components/responses/NotReady"}
+    """
     rel = current_app.config["DEFAULT_IMAGE"]
     if not rel:
         raise APIError(404, "no_default_image", "no default image configured (PLANESPOTTER_DEFAULT_IMAGE)")

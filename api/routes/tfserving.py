@@ -1,0 +1,125 @@
+"""TensorFlow Serving REST style: ``GET /v1/models/{name}`` (model status) and
+``POST /v1/models/{name}:predict``.
+
+Predict takes TF Serving's binary convention, a JSON object ``{"b64": "<base64>"}`` per encoded
+image, in either request format:
+
+- row ("instances"): ``{"instances": [{"b64": ...}, ...]}`` or with a named input
+  ``{"instances": [{"image": {"b64": ...}}, ...]}`` → ``{"predictions": [{<outputs>}, ...]}``;
+- columnar ("inputs"): ``{"inputs": [{"b64": ...}, ...]}`` or ``{"inputs": {"image": [...]}}`` →
+  ``{"outputs": {"manufacturer": [...], ...}}``.
+
+The outputs are those of :func:`api.inference.flat_outputs`. ``signature_name`` is accepted and
+must be ``serving_default`` when given. The model version is the version folder's name (a string,
+where TF Serving uses an integer).
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import inference
+from ..errors import APIError
+
+bp = Blueprint("tfserving", __name__, url_prefix="/v1")
+
+
+def _check_name(name: str):
+    if name != current_app.config["MODEL_NAME"]:
+        raise APIError(404, "model_not_found", f"no model named {name!r} (this server serves "
+                                               f"{current_app.config['MODEL_NAME']!r})")
+    return current_app.extensions["engine"]
+
+
+@bp.get("/models/<name>")
+def model_status(name):
+    """TF Serving model status.
+    ---
+    get:
+      tags: [tf-serving]
+      summary: Model version status
+      parameters:
+        - model_name
+      responses:
+        "200":
+          description: state of the served version (AVAILABLE, LOADING or END after a failed load)
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/TfModelStatus"}
+        "404": {$ref: "#/components/responses/NotFound"}
+    """
+    engine = _check_name(name)
+    if engine.ready:
+        state, code, msg, version = "AVAILABLE", "OK", "", engine.cascade.version
+    elif engine.state == "loading":
+        state, code, msg, version = "LOADING", "OK", "", ""
+    else:
+        state, code, msg, version = "END", "UNAVAILABLE", engine.reason, ""
+    return jsonify(model_version_status=[{"version": version, "state": state,
+                                          "status": {"error_code": code, "error_message": msg}}])
+
+
+def _b64_item(item, where: str) -> bytes:
+    if isinstance(item, dict) and len(item) == 1 and "b64" not in item:
+        item = next(iter(item.values()))  # a named input: {"image": {"b64": ...}}
+    if not isinstance(item, dict) or "b64" not in item:
+        raise APIError(400, "bad_json", f'{where} must be {{"b64": "<base64 image>"}}')
+    return inference.b64decode(item["b64"], f"{where}.b64")
+
+
+@bp.post("/models/<name>:predict")
+def predict(name):
+    """TF Serving predict on base64 images.
+    ---
+    post:
+      tags: [tf-serving]
+      summary: Classify images (TF Serving REST predict, row or columnar format)
+      parameters:
+        - model_name
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/TfPredictRequest"}
+      responses:
+        "200":
+          description: '`predictions` (row format) or `outputs` (columnar format)'
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/TfPredictResponse"}
+        "400": {$ref: "#/components/responses/BadRequest"}
+        "404": {$ref: "#/components/responses/NotFound"}
+        "413": {$ref: "#/components/responses/TooLarge"}
+        "415": {$ref: "#/components/responses/UnsupportedMediaType"}
+        "503": {$ref: "#/components/responses/NotReady"}
+    """
+    _check_name(name)
+    if (request.mimetype or "").lower() != "application/json":
+        raise APIError(415, "unsupported_media_type", "send application/json")
+    try:
+        doc = json.loads(request.get_data() or b"null")
+    except (ValueError, RecursionError):
+        raise APIError(400, "bad_json", "request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise APIError(400, "bad_json", 'expected {"instances": [...]} or {"inputs": ...}')
+    sig = doc.get("signature_name", "serving_default")
+    if sig != "serving_default":
+        raise APIError(400, "bad_request", f"unknown signature_name {sig!r}; use serving_default")
+    if ("instances" in doc) == ("inputs" in doc):
+        raise APIError(400, "bad_json", 'give exactly one of "instances" (row) and "inputs" (columnar)')
+    if "instances" in doc:
+        items, row = doc["instances"], True
+    else:
+        items, row = doc["inputs"], False
+        if isinstance(items, dict) and len(items) == 1 and "b64" not in items:
+            items = next(iter(items.values()))
+    if not isinstance(items, list) or not items:
+        raise APIError(400, "bad_json", "instances/inputs must be a non-empty list of {\"b64\": ...}")
+    images = [(f"{'instances' if row else 'inputs'}[{i}]", _b64_item(it, f"[{i}]")) for i, it in enumerate(items)]
+    result = inference.run(images, current_app.config["TOP_K"])
+    rows = [inference.flat_outputs(p) for p in result.predictions]
+    if row:
+        return jsonify(predictions=rows, model_version=result.model_version)
+    return jsonify(outputs={k: [r[k] for r in rows] for k in rows[0]}, model_version=result.model_version)

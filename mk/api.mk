@@ -1,0 +1,40 @@
+# api/: serving benchmark, soak, and what the API tests need.
+# Included by the main Makefile (which defines PY, STAMPS, the apt stamp rule and the `venv` target;
+# `make serve` is defined there).
+#
+#   make bench-serve [PEER=plumber=http://127.0.0.1:8100/names] [BENCH_ARGS=...]
+#        throughput and p50/p99 at concurrency 1,4,8,16 on loopback + the in-process `limit` row
+#        -> reports/bench/serve.json (model: models/latest if it exists, else the tiny test model)
+#   make bench-sweep      micro-batching settings at concurrency 8 and 16 -> reports/bench/serve_sweep.json
+#   make soak [SOAK_REQUESTS=10000] [SOAK_CONCURRENCY=8]
+#        0 errors and worker RSS growth < 10 % -> reports/bench/soak.json
+#   make api-deps         Debian chromium + chromium-driver (the web page test) and the API's PyPI
+#                         packages; `make test` pulls it in through test-deps
+
+PEER ?=
+BENCH_ARGS ?=
+SOAK_REQUESTS ?= 10000
+SOAK_CONCURRENCY ?= 8
+API_PIP_SPECS := 'apispec>=6.6,<7' 'apispec-webframeworks>=1.2,<2' 'swagger-ui-bundle>=1.1,<2' \
+	'openapi-spec-validator>=0.7,<0.10' 'schemathesis>=4,<5' 'selenium>=4.20,<5'
+API_PIP_STAMP := .venv/.api-deps.stamp
+APT_PKGS_api := chromium chromium-driver
+
+.PHONY: bench-serve bench-sweep soak api-deps
+
+bench-serve: venv
+	$(PY) -m api bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") $(BENCH_ARGS)
+
+bench-sweep: venv
+	$(PY) -m api bench-sweep --out reports/bench/serve_sweep.json
+
+soak: venv
+	$(PY) -m api soak --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) --out reports/bench/soak.json
+
+$(API_PIP_STAMP): | venv
+	$(PY) -m pip install -q $(API_PIP_SPECS)
+	@touch $@
+
+api-deps: $(API_PIP_STAMP) $(STAMPS)/apt-api.stamp
+
+test-deps: api-deps

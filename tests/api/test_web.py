@@ -1,0 +1,127 @@
+"""The web page at ``/`` end to end in real headless Chromium (Debian's chromium + chromedriver,
+driven by Selenium): upload a photo, drop a generated one, show an error; screenshot saved to
+``reports/api/webpage.png``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SCREENSHOT = ROOT / "reports" / "api" / "webpage.png"
+TYPES = {"A320", "A388", "B738", "B744"}
+
+DROP_JS = """
+const done = arguments[arguments.length - 1];
+const c = document.createElement("canvas"); c.width = 64; c.height = 48;
+const g = c.getContext("2d"); const grad = g.createLinearGradient(0, 0, 64, 48);
+grad.addColorStop(0, "#1040a0"); grad.addColorStop(1, "#f0f0f0"); g.fillStyle = grad; g.fillRect(0, 0, 64, 48);
+c.toBlob((blob) => {
+  const dt = new DataTransfer(); dt.items.add(new File([blob], "dropped.png", {type: "image/png"}));
+  document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+  done(true);
+}, "image/png");
+"""
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian chromium and chromium-driver are not installed (make api-deps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver, predicate, timeout=60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(predicate)
+
+
+def _text(driver, element_id):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def test_upload_shows_both_stages_and_top_k(server, smoke_photos, browser):
+    from selenium.webdriver.common.by import By
+
+    photo = next(p for p in smoke_photos if p.name == "boeing_777_turkish.jpg")
+    api = requests.post(server.url + "/predict", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+                        timeout=60).json()
+    browser.get(server.url + "/")
+    assert browser.title == "planespotter"
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    _wait(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
+    assert _text(browser, "status") == f"Done: {photo.name}"
+    assert _text(browser, "manufacturer") == api["manufacturer"]["label"]
+    assert _text(browser, "type") == api["type"]["label"] and _text(browser, "type") in TYPES
+    assert _text(browser, "manufacturer-p") == f"{100 * api['manufacturer']['probability']:.1f} %"
+    topk = browser.find_elements(By.CSS_SELECTOR, "#topk-table tbody tr")
+    assert len(topk) == len(api["predictions"][0]["top_k"]) >= 1
+    first = [td.text for td in topk[0].find_elements(By.TAG_NAME, "td")]
+    best = api["predictions"][0]["top_k"][0]
+    assert first[:3] == ["1", best["manufacturer"], best["type"]]
+    branches = browser.find_elements(By.CSS_SELECTOR, "#branches tbody tr")
+    assert len(branches) == (2 if api["unsure"] else 1)
+    assert browser.find_element(By.ID, "unsure").is_displayed() == api["unsure"]
+    assert api["model_version"] in _text(browser, "meta")
+    assert _wait(browser, lambda d: d.execute_script(
+        "const i = document.getElementById('preview'); return i.complete && i.naturalWidth > 0;"))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_drop_and_error_display(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/")
+    assert browser.execute_async_script(DROP_JS)
+    _wait(browser, lambda d: _text(d, "status") == "Done: dropped.png")
+    assert _text(browser, "manufacturer") in ("Airbus", "Boeing")
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a photo")
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    _wait(browser, lambda d: _text(d, "error").startswith("Error:"))
+    assert "not a JPEG/PNG/WEBP image" in _text(browser, "error")
+    assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+def test_docs_page_renders_every_operation(server, browser):
+    from selenium.webdriver.common.by import By
+
+    spec = requests.get(server.url + "/openapi.json", timeout=10).json()
+    ops = {(m.upper(), p) for p, o in spec["paths"].items() for m in o}
+
+    def shown(d):  # (method, path) of every rendered operation (one listed under two tags counts once)
+        return {(b.find_element(By.CLASS_NAME, "opblock-summary-method").text,
+                 b.find_element(By.CLASS_NAME, "opblock-summary-path").get_attribute("data-path"))
+                for b in d.find_elements(By.CSS_SELECTOR, ".opblock")}
+
+    browser.get(server.url + "/__docs__/")
+    _wait(browser, lambda d: shown(d) == ops)
+    assert "planespotter" in _text(browser, "swagger-ui")
+    shot = SCREENSHOT.with_name("docs.png")
+    assert browser.save_screenshot(str(shot))
