@@ -72,7 +72,8 @@ run: venv synth train evaluate serve-smoke  ## the main job: render â†’ train â†
 $(FLEET)/.complete: | venv
 	$(PY) -m synth fetch --dest data/external
 
-RENDER = $(PY) -m synth render --fleet $(FLEET) --out $(SYNTH_DIR) --per-class $(PER_CLASS) \
+# bash's `time` prints each main-job step's wall time (real) after it.
+RENDER = time $(PY) -m synth render --fleet $(FLEET) --out $(SYNTH_DIR) --per-class $(PER_CLASS) \
 	  --size $(RENDER_SIZE) --seed $(SEED)
 
 .PHONY: synth
@@ -84,21 +85,21 @@ $(SYNTH_CSV): | venv $(FLEET)/.complete
 
 BACKBONE_DEPS := $(if $(filter lite0,$(BACKBONE)),backbones,)
 $(LATEST)/manifest.json: $(SYNTH_CSV) | venv $(BACKBONE_DEPS)
-	$(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
+	time $(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
 	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0,$(BACKBONE)),--fine-tune))
 
 .PHONY: train
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
 
 $(REPORTS)/metrics.json: $(LATEST)/manifest.json
-	$(PY) -m model evaluate --model-dir $(LATEST) --data $(SYNTH_DIR) --seed $(SEED)
+	time $(PY) -m model evaluate --model-dir $(LATEST) --data $(SYNTH_DIR) --seed $(SEED)
 
 .PHONY: evaluate
 evaluate: $(REPORTS)/metrics.json  ## evaluate on the held-out liveries: reports/metrics.json + figures
 
 .PHONY: serve-smoke
 serve-smoke: venv  ## start gunicorn on loopback, classify the real smoke photos (else the test split), stop
-	$(PY) -m api smoke --model-dir $(LATEST) --images "$(SMOKE_DIR)" --fallback-data $(SYNTH_DIR)
+	time $(PY) -m api smoke --model-dir $(LATEST) --images "$(SMOKE_DIR)" --fallback-data $(SYNTH_DIR)
 
 .PHONY: serve
 serve: venv  ## run the API in the foreground on PORT (default 8000)
