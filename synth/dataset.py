@@ -35,7 +35,6 @@ import multiprocessing as mp
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scrape.dataset import write_bytes_atomic, write_rows_atomic
 from scrape.images import phash, sha256_hex
 from scrape.schema import COLUMNS, METADATA_FILE, SPLITS, empty_row
 from synth.fleet import Livery, airline_group
@@ -311,40 +311,6 @@ def _row(livery: Livery, view: int, rel: str, data: bytes, width: int, height: i
     return row
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_csv_atomic(path: Path, rows: list[dict[str, str]]) -> None:
-    """Write ``rows`` with exactly :data:`scrape.schema.COLUMNS` via temp file + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="raise")
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # worker side: one Renderer (one EGL context) per process
 
@@ -397,7 +363,7 @@ def render_livery(renderer, job: _Job) -> list[dict[str, str]]:
             img = renderer.render(job.livery, vp)
             im = degrade(img, vp, rng)
             data = encode_jpeg(im, vp.jpeg_quality)
-            write_atomic(path, data)
+            write_bytes_atomic(path, data)
         rows.append(_row(job.livery, view, rel, data, im.width, im.height, phash(im), job.split, job.package))
     renderer.release_textures()
     return rows
@@ -425,7 +391,7 @@ def _read_manifest(out: Path) -> dict | None:
 
 def _write_manifest(out: Path, params: RenderParams, complete: bool, n_images: int = 0) -> None:
     doc = {"params": params.as_dict(), "complete": complete, "n_images": n_images}
-    write_atomic(out / MANIFEST_FILE, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(out / MANIFEST_FILE, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
 def build_dataset(
@@ -505,7 +471,7 @@ def build_dataset(
     finally:
         bar.close()
     rows.sort(key=lambda r: r["image_path"])
-    write_csv_atomic(out / METADATA_FILE, rows)
+    write_rows_atomic(out / METADATA_FILE, rows)
     _write_manifest(out, params, complete=True, n_images=len(rows))
     return {"status": "rendered", **_summary(rows), "seconds": round(time.time() - t0, 2)}
 
