@@ -27,7 +27,8 @@ def _train(args) -> int:
                       epochs=args.epochs, type_epochs=args.type_epochs or args.epochs,
                       batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
                       width=args.width, augment=not args.no_augment, grayscale=args.grayscale,
-                      patience=args.patience, verbose=args.verbose, fine_tune=args.fine_tune)
+                      patience=args.patience, verbose=args.verbose, fine_tune=args.fine_tune,
+                      mixed_precision=args.mixed_precision)
     path = train(cfg)
     print(path)
     return 0
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lite0: fine-tune blocks 6-7 of the stage-1 model on cached block-5 feature maps "
                         "(stage 2 and the default: a head on frozen pooled features)")
     t.add_argument("--grayscale", action="store_true", help="random grayscale augmentation")
+    t.add_argument("--mixed-precision", action="store_true",
+                   help="GPU only: mixed_float16 (training uses MirroredStrategy when >1 GPU is visible)")
     t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     t.set_defaults(func=_train)
 

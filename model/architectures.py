@@ -105,7 +105,7 @@ def build_compact_cnn(input_shape: tuple[int, int, int], n_classes: int, width: 
         previous = x
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(n_classes, name="logits")(x)
+    outputs = layers.Dense(n_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -178,7 +178,7 @@ def build_vgg16_classifier(input_shape: tuple[int, int, int], n_classes: int, we
     x = base(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.3, name="dropout")(x)
-    outputs = layers.Dense(n_classes, name="logits")(x)
+    outputs = layers.Dense(n_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

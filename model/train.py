@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     threshold: float = 0.6
     augment: bool = True
+    mixed_precision: bool = False  # GPU only: keras mixed_float16 policy
     fine_tune: bool = False  # lite0: fine-tune blocks 6-7 for stage 1 (stage 2 stays head-only)
     grayscale: bool = False
     min_type_images: int = 8
@@ -118,6 +119,22 @@ def plot_history(history: dict, title: str, path: Path) -> Path:
     return path
 
 
+def distribution_strategy(mixed_precision: bool = False):
+    """``tf.distribute.MirroredStrategy`` over all GPUs when more than one is visible, else the
+    default strategy; with ``mixed_precision`` and a GPU, Keras' ``mixed_float16`` policy (the
+    ``logits`` layers are built with ``dtype="float32"`` so losses and softmax stay float32)."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if mixed_precision and gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        _log(f"MirroredStrategy over {len(gpus)} GPUs")
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def fit_image_classifier(name: str, n_classes: int, x_tr, y_tr, x_va, y_va, cfg: TrainConfig,
                          epochs: int, version: str):
     """Train one CNN on uint8 pixels. Returns ``(logits_model, history_dict)``."""
@@ -125,15 +142,16 @@ def fit_image_classifier(name: str, n_classes: int, x_tr, y_tr, x_va, y_va, cfg:
 
     spec = cfg.spec()
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.backbone == "compact":
-        model = arch.build_compact_cnn(spec.input_shape, n_classes, width=cfg.width, name=name)
-    elif cfg.backbone == "vgg16":
-        model = arch.build_vgg16_classifier(spec.input_shape, n_classes, weights=cfg.weights, name=name)
-    else:
-        raise ValueError(f"backbone {cfg.backbone!r} does not train on images")
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    with distribution_strategy(cfg.mixed_precision).scope():
+        if cfg.backbone == "compact":
+            model = arch.build_compact_cnn(spec.input_shape, n_classes, width=cfg.width, name=name)
+        elif cfg.backbone == "vgg16":
+            model = arch.build_vgg16_classifier(spec.input_shape, n_classes, weights=cfg.weights, name=name)
+        else:
+            raise ValueError(f"backbone {cfg.backbone!r} does not train on images")
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     train, val = _datasets(x_tr, y_tr, x_va, y_va, spec, cfg)
     reports = Path(cfg.reports_dir)
     ckpt = reports / "checkpoints" / version / f"{name}.best.keras"
