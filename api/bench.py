@@ -28,11 +28,13 @@ import io
 import itertools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,6 +212,34 @@ def print_rows(rows: list[dict]) -> None:
         print("  ".join(f"{str(r.get(c)):>11}" for c in cols))
 
 
+@contextmanager
+def r_plumber_server(model_dir: Path, timeout: float = 180.0):
+    """The R plumber reference server (``r/rserver.py`` → ``Rscript r/serve.R``) on a free loopback
+    port with the same model; yields its base URL and stops it afterwards."""
+    from .smoke import free_port
+
+    port = free_port()
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "r" / "rserver.py"), "--model-dir", str(model_dir),
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + timeout
+        for line in proc.stdout:
+            if line.startswith("READY "):
+                break
+            if time.time() > deadline:
+                raise TimeoutError("the R server did not become ready")
+        else:
+            raise RuntimeError(f"the R server exited {proc.wait()} before it was ready")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def bench(args) -> int:
     model_dir, kind = resolve_model(args.model_dir)
     version = model_version(model_dir)
@@ -227,6 +257,14 @@ def bench(args) -> int:
                    "max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms}
             rows.append(row)
             print_rows([row])
+    if args.r_peer:  # same model, same JPEG bodies, same POST loop
+        with r_plumber_server(model_dir) as url:
+            peer = Target("r_plumber", "POST", url + "/predict", payloads)
+            for c in concurrencies:
+                load(peer, c, max(2 * c, 8))
+                row = {**load(peer, c, args.requests), **common, "url": url + "/predict"}
+                rows.append(row)
+                print_rows([row])
     for spec in args.peer:
         name, _, url = spec.partition("=")
         peer = Target(name, "GET", url)
@@ -355,6 +393,9 @@ def add_parsers(sub) -> None:
     b.add_argument("--max-batch-wait-ms", type=float, default=10.0)
     b.add_argument("--peer", action="append", default=[], metavar="NAME=URL",
                    help="another server to measure with GET URL (e.g. plumber=http://127.0.0.1:8100/names)")
+    b.add_argument("--r-peer", action="store_true",
+                   help="also start the R plumber reference server (r/rserver.py) with the same model "
+                        "and send it the same POST /predict loop")
     b.add_argument("--photos", default=str(DEFAULT_PHOTOS))
     b.add_argument("--out", default="reports/bench/serve.json")
     b.set_defaults(func=bench)

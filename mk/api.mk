@@ -22,8 +22,12 @@ APT_PKGS_api := chromium chromium-driver
 
 .PHONY: bench-serve bench-sweep soak api-deps
 
+# The R plumber reference server joins as a peer (same model, same POST loop) when R is installed
+# (make r-deps); R_PEER=0 leaves it out.
+R_PEER ?= $(if $(shell command -v Rscript 2>/dev/null),1,0)
 bench-serve: venv
-	$(PY) -m api bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") $(BENCH_ARGS)
+	$(PY) -m api bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") \
+	  $(if $(filter 1,$(R_PEER)),--r-peer) $(BENCH_ARGS)
 
 bench-sweep: venv
 	$(PY) -m api bench-sweep --out reports/bench/serve_sweep.json
