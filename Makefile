@@ -125,10 +125,20 @@ clean-suspects: venv  ## list rows whose label a confident model disagrees with:
 	$(PY) -m model.suspects --data $${DATA:-$(SYNTH_DIR)} --threshold $(SUSPECT_THRESHOLD) --out $(REPORTS)/suspects.md
 
 # ---------------------------------------------------------------- tests
+# One pytest process per area: in-process EGL rendering (synth), rpy2's embedded R, torch and
+# TensorFlow do not all belong in one process (a segfault in moderngl once R and torch were
+# loaded). The areas' JUnit reports are summed into one closing line.
+TEST_AREAS ?= synth scrape model api r k8s docker
 PYTEST_ARGS ?=
 .PHONY: test
 test: venv test-deps  ## run the test suite (installs what it needs)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@rm -rf $(REPORTS)/junit; mkdir -p $(REPORTS)/junit; rc=0; \
+	for area in $(TEST_AREAS); do \
+	  echo "=== tests/$$area"; \
+	  $(PY) -m pytest tests/$$area --junitxml=$(REPORTS)/junit/$$area.xml $(PYTEST_ARGS) || rc=$$?; \
+	done; \
+	$(PY) tests/junit_summary.py $(REPORTS)/junit; \
+	exit $$rc
 
 .PHONY: test-deps
 test-deps: venv r-deps backbones
