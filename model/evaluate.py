@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import calibration as cal
 from . import preprocessing as pp
 from .cascade import Cascade
 
@@ -68,9 +69,11 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
     true_t = df["icao_type"].tolist()
     preds: list[dict] = []
     oracle_type: list[str | None] = []
+    stage1_probs = []
     for s in range(0, len(df), batch_size):
         x = pp.scale(pixels[s:s + batch_size], cascade.spec)
         preds += cascade.predict(x, top_k=1)
+        stage1_probs.append(np.asarray(cascade.stage1.predict_on_batch(x), np.float64))
         for m, model in cascade.stage2.items():
             rows = [i for i in range(s, min(s + batch_size, len(df))) if true_m[i] == m]
             if not rows:
@@ -99,6 +102,15 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
         "model_version": cascade.version,
         "n_test_per_manufacturer": {m: int(sum(1 for t in true_m if t == m)) for m in cascade.manufacturers},
     }
+    temperature = (((cascade.info or {}).get("metrics") or {}).get("calibration") or {}).get(
+        "manufacturer", {}).get("temperature")
+    if stage1_probs and temperature:
+        # the exported model outputs softmax(z / T); softmax(T * log p) recovers softmax(z)
+        p_after = np.concatenate(stage1_probs)
+        p_before = cal.softmax(temperature * np.log(np.clip(p_after, 1e-12, 1.0)))
+        y = np.array([cascade.manufacturers.index(m) for m in true_m])
+        metrics["stage1_test_ece_before"] = cal.expected_calibration_error(p_before, y)
+        metrics["stage1_test_ece_after"] = cal.expected_calibration_error(p_after, y)
     if figures_dir is not None:
         figures_dir = Path(figures_dir)
         labels_m = cascade.manufacturers
