@@ -7,6 +7,7 @@ POSIX), so a crash (even ``kill -9``) leaves either the previous or the new vers
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import tempfile
@@ -54,56 +55,44 @@ def read_rows(path: str | os.PathLike[str], *, require_all: bool = True) -> list
         return [{k: (v if v is not None else "") for k, v in row.items()} for row in reader]
 
 
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike[str], mode: str, **open_kwargs):
+    """Open a temp file beside ``path``; on success flush, fsync and ``os.replace`` it onto
+    ``path``; on any error remove it, so ``path`` is either the old or the complete new file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _mkstemp(p)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_rows_atomic(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> None:
     """Write ``rows`` (dicts with at least the schema columns) as the CSV at ``path``.
 
     Columns: exactly :data:`scrape.schema.COLUMNS`, in that order, header first, UTF-8,
     ``\\n`` line ends, minimal quoting. Atomic (temp file + fsync + ``os.replace``).
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(p)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: r.get(c, "") for c in COLUMNS})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in COLUMNS})
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (temp file in the same folder)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(p)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(p)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "wb") as f:
+        f.write(data)
