@@ -68,7 +68,7 @@ def jpeg_recompress(images_uint8, min_quality: int = 40, max_quality: int = 95, 
     import tensorflow as tf
 
     def one(img):
-        return tf.image.random_jpeg_quality(img, min_quality, max_quality)
+        return tf.image.random_jpeg_quality(img, min_quality, max_quality, seed=seed)
 
     return tf.map_fn(one, images_uint8, fn_output_signature=tf.uint8)
 

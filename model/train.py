@@ -76,7 +76,7 @@ def _datasets(x_tr, y_tr, x_va, y_va, spec, cfg: TrainConfig):
         return tf.cast(x, tf.float32) * scale + offset, y
 
     def prep_aug(x, y):
-        x, y = prep(x, y)
+        x, y = prep(arch.jpeg_recompress(x, seed=cfg.seed), y)  # re-compression on uint8 pixels
         return aug(x, training=True), y
 
     train = (tf.data.Dataset.from_tensor_slices((x_tr, y_tr))

@@ -123,3 +123,20 @@ def test_preprocessing_reference_checksum_is_stable():
     spec = pp.PreprocessingSpec(96, 96)
     assert pp.reference_checksum(spec) == pp.reference_checksum(pp.PreprocessingSpec(96, 96))
     assert pp.reference_checksum(spec) != pp.reference_checksum(pp.PreprocessingSpec(96, 96, resize="nearest"))
+
+
+def test_augmentation_layers_change_images_but_not_shapes(smoke_photos):
+    import tensorflow as tf
+
+    from model.architectures import augmentation, jpeg_recompress
+
+    spec = pp.PreprocessingSpec(64, 64)
+    x = np.stack([pp.to_uint8(p, spec) for p in smoke_photos[:4]])
+    j = jpeg_recompress(tf.constant(x), min_quality=10, max_quality=20).numpy()
+    assert j.shape == x.shape and j.dtype == np.uint8
+    assert np.abs(j.astype(int) - x.astype(int)).mean() > 1.0  # quality 10-20 visibly changes pixels
+    aug = augmentation(extra=True, grayscale=True, seed=0)
+    xs = pp.scale(x, spec)
+    out = np.asarray(aug(xs, training=True))
+    assert out.shape == xs.shape and not np.allclose(out, xs)
+    assert np.allclose(np.asarray(aug(xs, training=False)), xs)  # inference: identity
