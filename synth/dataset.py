@@ -45,7 +45,7 @@ from PIL import Image
 
 from scrape.dataset import write_bytes_atomic, write_rows_atomic
 from scrape.images import phash, sha256_hex
-from scrape.schema import COLUMNS, METADATA_FILE, SPLITS, empty_row
+from scrape.schema import METADATA_FILE, SPLITS, empty_row
 from synth.fleet import Livery, airline_group
 
 log = logging.getLogger(__name__)
