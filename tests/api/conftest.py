@@ -5,35 +5,23 @@ workers, URL fetching on and small limits."""
 from __future__ import annotations
 
 import http.server
-import io
+import sys
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from PIL import Image
 
 from api.smoke import Server
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # imagegen (pytest uses --import-mode=importlib)
+from imagegen import encode, pattern  # noqa: E402
+
 SMOKE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "smoke-airliners"
 URL_MAX_BYTES = 200_000
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
-
-
-def pattern(w: int = 60, h: int = 40, seed: int = 0) -> np.ndarray:
-    """A deterministic asymmetric RGB test pattern, uint8 ``(h, w, 3)`` (gradients plus noise)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), (xx * yy) % 256], -1)
-    return np.clip(base + rng.integers(0, 40, base.shape), 0, 255).astype(np.uint8)
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
