@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from model.io import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 R_DIR = ROOT / "r"
@@ -43,11 +42,7 @@ class ParityReport:
                            **self.context},
                "checks": dict(sorted(self.checks.items()))}
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json(path, doc)
 
 
 def _jsonable(x):
