@@ -19,7 +19,8 @@ suppressPackageStartupMessages({
 PS_COLUMNS <- c("image_path", "sha256", "manufacturer", "icao_type", "sub_model", "airline",
                 "source", "source_id", "page_url", "image_url", "registration", "msn",
                 "manufacturer_raw", "type_raw", "location", "date", "photographer", "attribution",
-                "licence", "width", "height", "phash", "near_duplicate_of", "split")
+                "licence", "width", "height", "phash", "near_duplicate_of", "split", "family",
+                "crop_box")
 
 #: Fields filled by ps_parse_listing (scrape/parse.py PARSED_FIELDS).
 PS_PARSED_FIELDS <- c("source_id", "page_url", "image_url", "registration", "msn", "airline",

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from scrape.schema import COLUMNS
+from scrape.schema import COLUMNS, OPTIONAL_COLUMNS
 
 
 def _umask() -> int:
@@ -40,8 +40,9 @@ def read_rows(path: str | os.PathLike[str], *, require_all: bool = True) -> list
     """Read a metadata CSV (UTF-8) into a list of ``{column: str}`` dicts.
 
     Missing file → ``[]``. Raises :class:`SchemaError` when ``require_all`` and a column
-    of :data:`scrape.schema.COLUMNS` is missing; ``OSError``/``UnicodeDecodeError`` when
-    unreadable. Extra columns are kept.
+    of :data:`scrape.schema.COLUMNS` is missing (the later :data:`~scrape.schema.OPTIONAL_COLUMNS`
+    are filled with ``""`` instead); ``OSError``/``UnicodeDecodeError`` when unreadable. Extra
+    columns are kept.
     """
     p = Path(path)
     if not p.exists():
@@ -49,10 +50,11 @@ def read_rows(path: str | os.PathLike[str], *, require_all: bool = True) -> list
     with p.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        missing = [c for c in COLUMNS if c not in header]
+        missing = [c for c in COLUMNS if c not in header and c not in OPTIONAL_COLUMNS]
         if require_all and missing:
             raise SchemaError(f"{p}: missing columns {missing}")
-        return [{k: (v if v is not None else "") for k, v in row.items()} for row in reader]
+        fill = {c: "" for c in OPTIONAL_COLUMNS if c not in header}
+        return [{**fill, **{k: (v if v is not None else "") for k, v in row.items()}} for row in reader]
 
 
 @contextlib.contextmanager

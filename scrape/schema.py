@@ -31,7 +31,16 @@ width, height       stored image size in pixels
 phash               64-bit perceptual hash (16 hex digits) of the image
 near_duplicate_of   ``image_path`` of an earlier near-duplicate row, else empty
 split               ``train``, ``validation`` or ``test``; empty when not assigned
+family              aircraft family (``A320`` = A318-A321, ``B737`` incl. the MAX, ``B777`` …);
+                    empty means "derive it from ``icao_type``" (:func:`model.families.family_of`);
+                    set alone when a source pins only the family
+crop_box            ``left top right bottom`` pixel box (Pillow order, integers) the image is cut
+                    to before preprocessing, e.g. FGVC-Aircraft's 20-px credit banner removed;
+                    empty = the whole image
 =================== =====================================================================
+
+``family`` and ``crop_box`` came last and later: CSVs written before them are still read (the
+readers fill them with ``""``).
 """
 
 from __future__ import annotations
@@ -61,7 +70,12 @@ COLUMNS: tuple[str, ...] = (
     "phash",
     "near_duplicate_of",
     "split",
+    "family",
+    "crop_box",
 )
+
+#: Columns a CSV written before they existed may lack; readers fill them with ``""``.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("family", "crop_box")
 
 MANUFACTURERS: tuple[str, ...] = ("Airbus", "Boeing", "Other")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")

@@ -27,7 +27,16 @@ def test_missing_columns_rejected(tmp_path):
     p.write_text("image_path,sha256\nx,y\n", encoding="utf-8")
     with pytest.raises(SchemaError, match="missing columns"):
         read_rows(p)
-    assert read_rows(p, require_all=False) == [{"image_path": "x", "sha256": "y"}]
+    assert read_rows(p, require_all=False) == [{"image_path": "x", "sha256": "y", "family": "", "crop_box": ""}]
+
+
+def test_csv_from_before_the_optional_columns_is_read(tmp_path):
+    old = [c for c in COLUMNS if c not in ("family", "crop_box")]
+    p = tmp_path / "old.csv"
+    p.write_text(",".join(old) + "\n" + ",".join("v" if c == "airline" else "" for c in old) + "\n",
+                 encoding="utf-8")
+    (row,) = read_rows(p)
+    assert row["airline"] == "v" and row["family"] == row["crop_box"] == ""
 
 
 def test_missing_file_is_empty(tmp_path):
