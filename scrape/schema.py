@@ -32,7 +32,7 @@ phash               64-bit perceptual hash (16 hex digits) of the image
 near_duplicate_of   ``image_path`` of an earlier near-duplicate row, else empty
 split               ``train``, ``validation`` or ``test``; empty when not assigned
 family              aircraft family (``A320`` = A318-A321, ``B737`` incl. the MAX, ``B777`` …);
-                    empty means "derive it from ``icao_type``" (:func:`model.families.family_of`);
+                    empty means "derive it from ``icao_type``" (:func:`scrape.families.family_of`);
                     set alone when a source pins only the family
 crop_box            ``left top right bottom`` pixel box (Pillow order, integers) the image is cut
                     to before preprocessing, e.g. FGVC-Aircraft's 20-px credit banner removed;
