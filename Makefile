@@ -128,7 +128,7 @@ clean-suspects: venv  ## list rows whose label a confident model disagrees with:
 # One pytest process per area: in-process EGL rendering (synth), rpy2's embedded R, torch and
 # TensorFlow do not all belong in one process (a segfault in moderngl once R and torch were
 # loaded). The areas' JUnit reports are summed into one closing line.
-TEST_AREAS ?= synth scrape model api r k8s docker
+TEST_AREAS ?= synth scrape ingest model api r k8s docker
 PYTEST_ARGS ?=
 .PHONY: test
 test: venv test-deps  ## run the test suite (installs what it needs)
