@@ -1,0 +1,22 @@
+# ingest/: labelled photo collections → datasets of the shared schema, images referenced in place
+# (never copied: image_path is relative to the dataset folder). Included by the main Makefile
+# (which defines PY, SHARED and the `venv` target).
+#
+#   make import-real [REAL_DATA=../shared/data/real-airliners]
+#        the 4,661 real photos -> data/raw/real-airliners/metadata.csv (idempotent: an unchanged
+#        input is not rewritten; pHashes cached by sha256 in data/processed/)
+#   make import-fgvc [FGVC_ROOT=data/external/fgvc-aircraft] [DOWNLOAD=1]
+#        FGVC-Aircraft 2013b -> data/raw/fgvc/metadata.csv (DOWNLOAD=1 fetches the 2.75 GB archive)
+REAL_DATA ?= $(SHARED)/data/real-airliners
+REAL_OUT  ?= data/raw/real-airliners
+FGVC_ROOT ?= data/external/fgvc-aircraft
+FGVC_OUT  ?= data/raw/fgvc
+DOWNLOAD  ?= 0
+
+.PHONY: import-real import-fgvc
+
+import-real: venv  ## import ../shared/data/real-airliners in place -> data/raw/real-airliners/metadata.csv
+	$(PY) -m ingest real-airliners --root "$(REAL_DATA)" --out "$(REAL_OUT)"
+
+import-fgvc: venv  ## import FGVC-Aircraft in place -> data/raw/fgvc/metadata.csv (DOWNLOAD=1 to fetch it)
+	$(PY) -m ingest fgvc --root "$(FGVC_ROOT)" --out "$(FGVC_OUT)" $(if $(filter 1,$(DOWNLOAD)),--download)
