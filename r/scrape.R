@@ -318,12 +318,16 @@ ps_parse_date <- function(parts) {
   ""
 }
 
+#' Manufacturer names that may open a type string (scrape.parse.known_makers): the rules'
+#' multi-word prefixes (longest first), then Airbus, Boeing, Bombardier, Embraer, ATR.
+ps_known_makers <- function() c(ps_load_rules()$prefixes, "Airbus", "Boeing", "Bombardier", "Embraer", "ATR")
+
 .split_alt <- function(alt, registration) {
   rest <- alt
   if (nzchar(registration) && startsWith(alt, paste0(registration, " "))) {
     rest <- substr(alt, nchar(registration) + 2L, nchar(alt))
   }
-  makers <- c(ps_load_rules()$prefixes, "Airbus", "Boeing", "Bombardier", "Embraer", "ATR")
+  makers <- ps_known_makers()
   padded <- paste0(" ", rest)
   best <- -1L
   for (m in makers) {
@@ -333,6 +337,50 @@ ps_parse_date <- function(parts) {
   if (best < 0L) return(c("", ""))
   # padded[best] is the space before the maker, i.e. rest[best - 1] (0-based)
   c(ps_squish(substr(rest, 1L, best)), ps_squish(substr(rest, best + 1L, nchar(rest))))
+}
+
+# A URL path segment percent-decoded as UTF-8 and squished (scrape.parse._unquote): %XX
+# escapes become bytes, anything else stays; when the bytes are not UTF-8 or hold a NUL,
+# the segment as given.
+.py_unquote <- function(segment) {
+  if (!grepl("%", segment, fixed = TRUE)) return(ps_squish(segment))
+  b <- charToRaw(enc2utf8(segment))
+  hex <- function(x) grepl("^[0-9A-Fa-f]$", rawToChar(x))
+  out <- raw(0)
+  i <- 1L
+  n <- length(b)
+  while (i <= n) {
+    if (b[i] == as.raw(0x25) && i + 2L <= n && hex(b[i + 1L]) && hex(b[i + 2L])) {
+      out <- c(out, as.raw(strtoi(rawToChar(b[(i + 1L):(i + 2L)]), 16L)))
+      i <- i + 3L
+    } else {
+      out <- c(out, b[i])
+      i <- i + 1L
+    }
+  }
+  if (any(out == as.raw(0L))) return(ps_squish(segment))
+  text <- rawToChar(out)
+  Encoding(text) <- "UTF-8"
+  if (!validUTF8(text)) return(ps_squish(segment))
+  ps_squish(text)
+}
+
+# TRUE when type_text already starts with a manufacturer (scrape.parse._names_maker).
+.names_maker <- function(type_text, maker) {
+  low <- tolower(type_text)
+  if (nzchar(maker) && startsWith(low, paste0(tolower(maker), " "))) return(TRUE)
+  tolower(ps_split_manufacturer(type_text)) %in% tolower(ps_known_makers())
+}
+
+# The text of the span right after the element holding the registration (scrape.parse._msn_beside).
+.msn_beside <- function(card, registration) {
+  if (!nzchar(registration)) return("")
+  for (el in xml2::xml_find_all(card, ".//*[following-sibling::*[1][self::span]]")) {
+    if (ps_squish(xml2::xml_text(el)) == registration) {
+      return(ps_squish(xml2::xml_text(xml2::xml_find_first(el, "following-sibling::*[1]"))))
+    }
+  }
+  ""
 }
 
 .first_text <- function(node, xpath) {
@@ -392,11 +440,11 @@ ps_parse_date <- function(parts) {
   }
   registration <- .or(.first_text(card, "(.//a[contains(@href, '/photos/reg/')])[1]"), grid_reg,
                       if (nzchar(alt)) strsplit(alt, " ", fixed = TRUE)[[1]][1] else "")
+  msn <- .or(grid_msn, .msn_beside(card, registration))
   alt_split <- .split_alt(alt, registration)
+  alt_type <- alt_split[2]
   airline <- .or(.first_text(card, "(.//a[contains(@href, '/airline/')])[1]"),
                  if (length(lines) >= 2L) lines[1] else "", alt_split[1])
-  type_raw <- .or(.first_text(card, "(.//a[contains(@href, '/photos/aircraft/')])[1]"),
-                  if (length(lines) >= 2L) lines[2] else "", alt_split[2])
   location <- .or(.first_text(card, "(.//a[contains(@href, '/photos/airport/')])[1]"),
                   if (length(lines) >= 3L) lines[3] else "")
   date <- ps_parse_date(xml2::xml_text(xml2::xml_find_all(card, ".//a[contains(@href, '/photos/date/')]")))
@@ -408,10 +456,40 @@ ps_parse_date <- function(parts) {
       break
     }
   }
-  manufacturer_raw <- ps_split_manufacturer(type_raw)
-  label <- ps_normalise_type(type_raw, manufacturer_raw)
+
+  # manufacturer and type (scrape/parse.py docstring: "Manufacturer and type")
+  type_text <- href_maker <- family <- ""
+  type_links <- xml2::xml_find_all(card, "(.//a[contains(@href, '/photos/aircraft/')])[1]")
+  if (length(type_links)) {
+    type_text <- ps_squish(xml2::xml_text(type_links[[1]]))
+    href <- .or(.attr(type_links[[1]], "href"))
+    m <- regmatches(href, regexec("/photos/aircraft/([^?#]*)", href, perl = TRUE))[[1]]
+    segments <- if (length(m)) strsplit(m[2], "/", fixed = TRUE)[[1]] else character(0)
+    segments <- segments[nzchar(segments)]
+    if (length(segments) >= 2L) {  # /photos/aircraft/<manufacturer>/<family>
+      href_maker <- .py_unquote(segments[1])
+      family <- .py_unquote(segments[2])
+    }
+  }
+  link_maker <- ""
+  maker_links <- xml2::xml_find_all(card, "(.//a[contains(@href, '/photos/manufacturer/')])[1]")
+  if (length(maker_links)) {
+    href <- .or(.attr(maker_links[[1]], "href"))
+    m <- regmatches(href, regexec("/photos/manufacturer/([^/?#]*)", href, perl = TRUE))[[1]]
+    link_maker <- .or(ps_squish(xml2::xml_text(maker_links[[1]])), if (length(m)) .py_unquote(m[2]) else "")
+  }
+  link_maker <- .or(link_maker, href_maker)
+  maker <- .or(link_maker, ps_split_manufacturer(alt_type))
+  base <- .or(type_text, if (length(lines) >= 2L) lines[2] else "", alt_type)
+  type_raw <- if (!nzchar(maker) || !nzchar(base) || .names_maker(base, maker)) base else ps_squish(paste(maker, base))
+  manufacturer_raw <- .or(link_maker, ps_split_manufacturer(type_raw))
+  label <- ps_normalise_type(type_raw, .or(ps_split_manufacturer(type_raw), manufacturer_raw))
+  if (!nzchar(label$icao_type) && nzchar(family)) {
+    completed <- ps_normalise_type(family, link_maker)
+    if (nzchar(completed$icao_type)) label <- completed
+  }
   list(source_id = source_id, page_url = page_url, image_url = image_url,
-       registration = registration, msn = grid_msn, airline = airline,
+       registration = registration, msn = msn, airline = airline,
        manufacturer_raw = manufacturer_raw, type_raw = type_raw, location = location, date = date,
        photographer = photographer, manufacturer = label$manufacturer,
        icao_type = label$icao_type, sub_model = label$sub_model)

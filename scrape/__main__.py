@@ -18,7 +18,7 @@ def _fail(msg: str, code: int = 1) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from scrape.parse import parse_listing, to_row
+    from scrape.parse import parse_listing_checked, to_row
 
     path = Path(args.file)
     try:
@@ -35,11 +35,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {path}: {exc.strerror or exc}")
     if "<" not in html:
         return _fail(f"cannot parse {path}: no HTML markup")
-    records = parse_listing(html, args.base_url)
+    parsed = parse_listing_checked(html, args.base_url)
     w = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()
-    for rec in records:
+    for rec in parsed.records:
         w.writerow(to_row(rec))
+    if parsed.disagreements:
+        print(f"scrape: {len(parsed.disagreements)} card(s) whose alt text disagrees with their links "
+              "(the links are kept):", file=sys.stderr)
+        for d in parsed.disagreements:
+            print(f"  photo {d['source_id']}: {d['field']} {d['links']!r} (links) vs {d['alt']!r} (alt text)",
+                  file=sys.stderr)
     return 0
 
 

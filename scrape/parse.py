@@ -38,11 +38,14 @@ lines              non-empty squished ``text()`` children of ``(C//*[br])[last()
 registration       ``(C//a[contains(@href,'/photos/reg/')])[1]``, else
                    ``(C//*[br])[last()]/div[1]/div[1]`` (2021 grid), else the first
                    word of ``alt``
-msn                ``(C//*[br])[last()]/div[1]/div[2]`` (2021 only)
+msn                ``(C//*[br])[last()]/div[1]/div[2]`` (2021 grid), else the span
+                   beside the registration (current markup, ``<span>9M-XXB</span>
+                   <span class="text-gray-500">1405</span>``): the first element of
+                   ``C//*[following-sibling::*[1][self::span]]`` (document order)
+                   whose squished string is the registration; its
+                   ``following-sibling::*[1]``
 airline            ``(C//a[contains(@href,'/airline/')])[1]``, else ``lines[0]`` when
                    there are >= 2 lines, else from ``alt`` (see :func:`_split_alt`)
-type_raw           ``(C//a[contains(@href,'/photos/aircraft/')])[1]``, else
-                   ``lines[1]``, else from ``alt``
 location           ``(C//a[contains(@href,'/photos/airport/')])[1]``, else
                    ``lines[2]``
 date               texts of ``C//a[contains(@href,'/photos/date/')]`` joined by spaces,
@@ -50,11 +53,40 @@ date               texts of ``C//a[contains(@href,'/photos/date/')]`` joined by 
                    ``2024-05``, "2024" → ``2024``); else ``""``
 photographer       first ``C//text()`` whose squished value starts with "©", with the
                    "©" and following spaces removed
-manufacturer_raw   :func:`scrape.labels.split_manufacturer` of ``type_raw``
-manufacturer,      :func:`scrape.labels.normalise_type` (``type_rules.json``)
-icao_type,
-sub_model
 =================  ===================================================================
+
+Manufacturer and type. Today's cards write the sub-model alone in the aircraft link
+(``<a href="/photos/aircraft/Boeing/747-400">747-446</a>``); the manufacturer is in a
+sibling link (``<a href="/photos/manufacturer/Boeing">Boeing</a>``), in the aircraft
+link's href and in ``alt``. The 2021 cards write "Manufacturer Type" in a text line.
+
+* ``T`` = squish(string) of ``(C//a[contains(@href,'/photos/aircraft/')])[1]``; its
+  ``@href``'s path after the first ``/photos/aircraft/`` (up to ``?``/``#``), split on
+  ``/`` with empty segments dropped, gives, when it has at least two segments,
+  ``href_maker`` (segment 1) and ``family`` (segment 2), each percent-decoded as UTF-8
+  (:func:`_unquote`) and squished; with fewer both are ``""``.
+* ``link_maker`` = squish(string) of ``(C//a[contains(@href,'/photos/manufacturer/')])[1]``,
+  else that link's decoded path segment after ``/photos/manufacturer/``, else
+  ``href_maker``. ``alt_type`` is the type part of ``alt`` (:func:`_split_alt`),
+  ``alt_maker`` = ``split_manufacturer(alt_type)``; ``maker`` = ``link_maker`` or
+  ``alt_maker``.
+* ``base`` = ``T``, else ``lines[1]`` (>= 2 lines), else ``alt_type``.
+  ``type_raw`` = ``base`` when it already names a manufacturer (it starts with
+  ``maker + " "``, case-insensitively, or its :func:`~scrape.labels.split_manufacturer`
+  is one of :func:`known_makers`, compared case-insensitively), else
+  squish(``maker + " " + base``) (``base`` alone when there is no maker).
+* ``manufacturer_raw`` = ``link_maker``, else ``split_manufacturer(type_raw)``.
+* labels = ``normalise_type(type_raw, split_manufacturer(type_raw) or manufacturer_raw)``;
+  when that gives no ICAO designator and ``family`` is not empty, the family completes
+  it: ``normalise_type(family, link_maker)`` is used when it has one
+  (``/photos/aircraft/Airbus/A220-100`` + ``BD-500-1A10`` → Airbus / BCS1 / A220-100).
+
+Disagreements (Python only; they do not change the CSV): when the card has link sources
+(``link_maker`` or ``T``) and an ``alt_type``, ``normalise_type(alt_type)`` is compared with
+the labels above; a different manufacturer class, else two different non-empty ICAO
+designators, is one disagreement. The links are kept; the crawl counts them in
+``crawl_report.json`` (``labels.alt_text_disagreements``) and ``python -m scrape parse``
+reports them on stderr.
 
 A page is the *no-results page* when it has no card (the site answers "Sorry, we
 couldn't find what you were looking for."), which ends pagination.
@@ -63,8 +95,9 @@ couldn't find what you were looking for."), which ends pagination.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from parsel import Selector
 
@@ -102,6 +135,8 @@ PARSED_FIELDS: tuple[str, ...] = (
 )
 
 _PHOTO_ID = re.compile(r"/photo/(\d+)")
+_AIRCRAFT_PATH = re.compile(r"/photos/aircraft/([^?#]*)")
+_MAKER_PATH = re.compile(r"/photos/manufacturer/([^/?#]*)")
 _SRCSET_ITEM = re.compile(r"^(\S+)(?:\s+(\d+)w)?$")
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)$", re.IGNORECASE)
 
@@ -156,20 +191,26 @@ def parse_date(parts: list[str]) -> str:
     return ""
 
 
+def known_makers() -> tuple[str, ...]:
+    """Manufacturer names that may open a type string: the multi-word prefixes of
+    ``type_rules.json`` (longest first), then ``Airbus``, ``Boeing``, ``Bombardier``,
+    ``Embraer``, ``ATR``. Used to split alt texts and to tell whether a type string
+    already names its manufacturer."""
+    prefixes, _ = load_rules()
+    return (*prefixes, "Airbus", "Boeing", "Bombardier", "Embraer", "ATR")
+
+
 def _split_alt(alt: str, registration: str) -> tuple[str, str]:
     """(airline, type_raw) from an alt text "REG AIRLINE MANUFACTURER TYPE".
 
-    The type starts at the last " <manufacturer> " (known multi-word prefixes, then
-    "Airbus"/"Boeing"/"Bombardier"/"Embraer"/"ATR") after the registration; ('', '') when
-    no manufacturer is found.
+    The type starts at the last " <manufacturer> " (:func:`known_makers`, case-sensitive)
+    after the registration; ('', '') when no manufacturer is found.
     """
     rest = alt
     if registration and alt.startswith(registration + " "):
         rest = alt[len(registration) + 1:]
-    prefixes, _ = load_rules()
-    makers = list(prefixes) + ["Airbus", "Boeing", "Bombardier", "Embraer", "ATR"]
     best = -1
-    for m in makers:
+    for m in known_makers():
         i = (" " + rest).rfind(" " + m + " ")
         if i > best:
             best = i
@@ -178,7 +219,50 @@ def _split_alt(alt: str, registration: str) -> tuple[str, str]:
     return squish(rest[:best]), squish(rest[best:])
 
 
-def _card_record(card: Selector, base_url: str) -> dict[str, str] | None:
+def _unquote(segment: str) -> str:
+    """A URL path segment percent-decoded as UTF-8 and squished; when the decoded bytes are
+    not UTF-8 or hold a NUL, the segment as given (squished)."""
+    try:
+        text = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return squish(segment)
+    return squish(segment if "\x00" in text else text)
+
+
+def _names_maker(type_text: str, maker: str) -> bool:
+    """True when ``type_text`` already starts with a manufacturer (``maker`` or one of
+    :func:`known_makers`, case-insensitively)."""
+    low = type_text.lower()
+    if maker and low.startswith(maker.lower() + " "):
+        return True
+    first = split_manufacturer(type_text).lower()
+    return any(first == k.lower() for k in known_makers())
+
+
+def _msn_beside(card: Selector, registration: str) -> str:
+    """The text of the span right after the element holding the registration ('' if none)."""
+    if not registration:
+        return ""
+    for el in card.xpath(".//*[following-sibling::*[1][self::span]]"):
+        if squish(el.xpath("string(.)").get()) == registration:
+            return squish(el.xpath("following-sibling::*[1]")[0].xpath("string(.)").get())
+    return ""
+
+
+@dataclass
+class ParsedListing:
+    """What :func:`parse_listing_checked` found on a page.
+
+    ``records``: as :func:`parse_listing` returns them. ``disagreements``: one dict per
+    card whose alt text contradicts its links (``source_id``, ``field`` — ``manufacturer``
+    or ``icao_type`` —, ``links`` — the value kept —, ``alt``), in card order.
+    """
+
+    records: list[dict[str, str]] = field(default_factory=list)
+    disagreements: list[dict[str, str]] = field(default_factory=list)
+
+
+def _card_record(card: Selector, base_url: str) -> tuple[dict[str, str], list[dict[str, str]]] | None:
     is_photo_link = card.root.tag == "a" and "/photo/" in (card.attrib.get("href") or "")
     link = card if is_photo_link else None
     if link is None:
@@ -215,11 +299,10 @@ def _card_record(card: Selector, base_url: str) -> dict[str, str] | None:
 
     registration = (_first_text(card, "(.//a[contains(@href, '/photos/reg/')])[1]")
                     or grid_reg or (alt.split(" ", 1)[0] if alt else ""))
+    msn = grid_msn or _msn_beside(card, registration)
     alt_airline, alt_type = _split_alt(alt, registration)
     airline = (_first_text(card, "(.//a[contains(@href, '/airline/')])[1]")
                or (lines[0] if len(lines) >= 2 else "") or alt_airline)
-    type_raw = (_first_text(card, "(.//a[contains(@href, '/photos/aircraft/')])[1]")
-                or (lines[1] if len(lines) >= 2 else "") or alt_type)
     location = (_first_text(card, "(.//a[contains(@href, '/photos/airport/')])[1]")
                 or (lines[2] if len(lines) >= 3 else ""))
     date = parse_date(card.xpath(".//a[contains(@href, '/photos/date/')]").xpath("string(.)").getall())
@@ -230,14 +313,46 @@ def _card_record(card: Selector, base_url: str) -> dict[str, str] | None:
             photographer = squish(t[1:])
             break
 
-    manufacturer_raw = split_manufacturer(type_raw)
-    label = normalise_type(type_raw, manufacturer_raw)
+    # manufacturer and type (module docstring: "Manufacturer and type")
+    type_link = card.xpath("(.//a[contains(@href, '/photos/aircraft/')])[1]")
+    type_text = href_maker = family = ""
+    if type_link:
+        type_text = squish(type_link[0].xpath("string(.)").get())
+        m = _AIRCRAFT_PATH.search(type_link[0].attrib.get("href") or "")
+        segments = [x for x in m.group(1).split("/") if x] if m else []
+        if len(segments) >= 2:  # /photos/aircraft/<manufacturer>/<family>; one segment is ambiguous
+            href_maker, family = _unquote(segments[0]), _unquote(segments[1])
+    link_maker = ""
+    maker_link = card.xpath("(.//a[contains(@href, '/photos/manufacturer/')])[1]")
+    if maker_link:
+        m = _MAKER_PATH.search(maker_link[0].attrib.get("href") or "")
+        link_maker = squish(maker_link[0].xpath("string(.)").get()) or (_unquote(m.group(1)) if m else "")
+    link_maker = link_maker or href_maker
+    maker = link_maker or split_manufacturer(alt_type)
+    base = type_text or (lines[1] if len(lines) >= 2 else "") or alt_type
+    type_raw = base if (not maker or not base or _names_maker(base, maker)) else squish(f"{maker} {base}")
+    manufacturer_raw = link_maker or split_manufacturer(type_raw)
+    label = normalise_type(type_raw, split_manufacturer(type_raw) or manufacturer_raw)
+    if not label.icao_type and family:
+        completed = normalise_type(family, link_maker)
+        if completed.icao_type:
+            label = completed
+
+    disagreements = []
+    if alt_type and (link_maker or type_text):
+        alt_label = normalise_type(alt_type, split_manufacturer(alt_type))
+        if alt_label.manufacturer != label.manufacturer:
+            disagreements.append({"source_id": source_id, "field": "manufacturer",
+                                  "links": label.manufacturer, "alt": alt_label.manufacturer})
+        elif alt_label.icao_type and label.icao_type and alt_label.icao_type != label.icao_type:
+            disagreements.append({"source_id": source_id, "field": "icao_type",
+                                  "links": label.icao_type, "alt": alt_label.icao_type})
     return {
         "source_id": source_id,
         "page_url": page_url,
         "image_url": image_url,
         "registration": registration,
-        "msn": grid_msn,
+        "msn": msn,
         "airline": airline,
         "manufacturer_raw": manufacturer_raw,
         "type_raw": type_raw,
@@ -247,7 +362,7 @@ def _card_record(card: Selector, base_url: str) -> dict[str, str] | None:
         "manufacturer": label.manufacturer,
         "icao_type": label.icao_type,
         "sub_model": label.sub_model,
-    }
+    }, disagreements
 
 
 def parse_listing(html: str, base_url: str = DEFAULT_BASE_URL) -> list[dict[str, str]]:
@@ -259,17 +374,25 @@ def parse_listing(html: str, base_url: str = DEFAULT_BASE_URL) -> list[dict[str,
     as keys, every value a ``str`` (``""`` when absent). ``[]`` for the no-results page.
     Raises ``TypeError`` when ``html`` is not a ``str``.
     """
+    return parse_listing_checked(html, base_url).records
+
+
+def parse_listing_checked(html: str, base_url: str = DEFAULT_BASE_URL) -> ParsedListing:
+    """:func:`parse_listing` plus the cards whose alt text disagrees with their links
+    (module docstring, "Disagreements"). Same arguments and errors."""
     if not isinstance(html, str):
         raise TypeError(f"html must be str, not {type(html).__name__}")
     sel = Selector(text=html, type="html")
-    records, seen = [], set()
+    out, seen = ParsedListing(), set()
     for card in sel.xpath(CARD_XPATH):
-        rec = _card_record(card, base_url)
-        if rec is None or rec["source_id"] in seen:
+        parsed = _card_record(card, base_url)
+        if parsed is None or parsed[0]["source_id"] in seen:
             continue
+        rec, disagreements = parsed
         seen.add(rec["source_id"])
-        records.append(rec)
-    return records
+        out.records.append(rec)
+        out.disagreements.extend(disagreements)
+    return out
 
 
 def attribution(photographer: str, page_url: str) -> str:

@@ -256,6 +256,12 @@ def build_report(writer: DatasetWriterPipeline, spider, reason: str) -> dict:
             "rows_by_icao_type": dict(Counter(r["icao_type"] or "(unmapped)" for r in rows).most_common()),
             "unmapped_type_raw": dict(unmapped.most_common()),
             "unmapped_cards_this_run": int(stats.get("labels/unmapped_cards", 0)),
+            # cards whose alt text contradicts their links (scrape.parse "Disagreements"); links kept
+            "alt_text_disagreements": {
+                "cards_this_run": int(stats.get("labels/alt_disagreements", 0)),
+                "kept": "links",
+                "examples": list(getattr(spider, "alt_disagreements", []))[:50],
+            },
         },
         "politeness": {
             "robotstxt_obey": settings.getbool("ROBOTSTXT_OBEY"),

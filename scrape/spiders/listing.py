@@ -19,7 +19,7 @@ import scrapy
 
 from scrape.identity import build_user_agent
 from scrape.items import PhotoItem
-from scrape.parse import parse_listing, parse_photo_page, to_row
+from scrape.parse import parse_listing_checked, parse_photo_page, to_row
 
 
 def page_url(listing_url: str, page: int) -> str:
@@ -59,6 +59,8 @@ class ListingSpider(scrapy.Spider):
         host = urlsplit(spider.base_url).hostname or ""
         spider.allowed_domains = [host, *s.getlist("IMAGE_DOMAINS")]
         spider.listing_urls = [urljoin(spider.base_url, p.lstrip("/")) for p in spider.listing_paths(kwargs, s)]
+        #: cards whose alt text disagreed with their links this run (the first 50; the crawl report)
+        spider.alt_disagreements = []
         return spider
 
     def listing_paths(self, kwargs, settings) -> list[str]:
@@ -75,8 +77,16 @@ class ListingSpider(scrapy.Spider):
 
     def parse(self, response, listing_url: str, page: int):
         stats = self.crawler.stats
-        records = parse_listing(response.text, response.url)
+        parsed = parse_listing_checked(response.text, response.url)
+        records = parsed.records
         stats.inc_value("listing/pages")
+        if parsed.disagreements:
+            stats.inc_value("labels/alt_disagreements", len(parsed.disagreements))
+            room = 50 - len(self.alt_disagreements)
+            self.alt_disagreements.extend({**d, "listing_url": response.url} for d in parsed.disagreements[:max(0, room)])
+            for d in parsed.disagreements:
+                self.logger.warning("Photo %s: %s %r from the links, %r from the alt text; keeping the links",
+                                    d["source_id"], d["field"], d["links"], d["alt"])
         if not records:
             stats.inc_value("listing/no_results_pages")
             self.logger.info("No results on %s: end of listing %s", response.url, listing_url)

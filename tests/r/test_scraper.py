@@ -30,8 +30,9 @@ def saved_pages() -> list[tuple[str, Path, str]]:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> list[tuple[str, Path, str]]:
-    """The saved pages plus the test site's generated /photos/latest pages (current markup)."""
-    from loopback_site import CARDS_PER_PAGE, LATEST_PAGES, latest_cards, listing_html
+    """The saved pages, the test site's generated /photos/latest pages (current markup) and a
+    saved fragment of cards in today's markup (sub-model alone in the aircraft link)."""
+    from loopback_site import CARDS_PER_PAGE, LATEST_PAGES, latest_cards, listing_html, today_fragment_html
 
     out = [p for p in saved_pages() if p[1].is_file()]
     if len(out) != 3:
@@ -44,6 +45,9 @@ def pages(tmp_path_factory) -> list[tuple[str, Path, str]]:
         f = tmp / f"latest_page{page}.html"
         f.write_text(html, encoding="utf-8")
         out.append((f"test_site_latest_p{page}", f, f"http://127.0.0.1:8000/photos/latest?page={page}"))
+    today = tmp / "photos_latest_cards-fragment_today.html"
+    today.write_text(today_fragment_html(), encoding="utf-8")
+    out.append(("today_fragment", today, "https://www.planespotters.net/photos/latest"))
     return out
 
 
@@ -83,12 +87,17 @@ def test_records_equal_field_by_field(r, pages, parity):
     assert not failures, failures
     counts = {name: len(r_records(r, path, base)[0]) for name, path, base in pages}
     assert counts["a220_2021"] == 48 and counts["a310_fragment_2021"] == 14 and counts["no_results_2021"] == 0
+    today, _ = r_records(r, *next((p, b) for n, p, b in pages if n == "today_fragment"))
+    # R labels today's cards from the links too (none Other, MSN from the span beside the registration)
+    assert [(x["manufacturer"], x["icao_type"], x["msn"]) for x in today[:4]] == [
+        ("Airbus", "A333", "1405"), ("Boeing", "B744", "26350"), ("Airbus", "A21N", "10150"),
+        ("Boeing", "B38M", "42558")]
 
 
 def test_r_cli_csv_is_byte_identical(pages, parity):
     """``Rscript r/scrape.R FILE --base-url URL`` prints the same bytes as ``python -m scrape parse``."""
     diffs = {}
-    for name, path, base in pages[:3] + pages[3:4]:
+    for name, path, base in pages[:3] + pages[3:4] + [p for p in pages if p[0] == "today_fragment"]:
         proc = subprocess.run(["Rscript", str(R_DIR / "scrape.R"), str(path), "--base-url", base],
                               cwd=ROOT, capture_output=True, timeout=120)
         assert proc.returncode == 0, proc.stderr.decode()
@@ -96,6 +105,7 @@ def test_r_cli_csv_is_byte_identical(pages, parity):
         diffs[name] = {"equal": proc.stdout == py, "bytes_r": len(proc.stdout), "bytes_python": len(py)}
     ok = parity.check("scraper.cli_csv_bytes", all(d["equal"] for d in diffs.values()), pages=diffs)
     assert ok, diffs
+    assert "today_fragment" in diffs
 
 
 def test_r_cli_errors(tmp_path):

@@ -13,6 +13,9 @@ Serves, on a free loopback port:
   (different pHash); special images: one with EXIF GPS, one too small (120 px wide), one
   truncated (half its bytes), one near-duplicate (same photo, other size and quality),
   and one card of a type the label table does not know (a Cessna);
+* ``/photos/today`` — one page of cards in today's markup (:data:`TODAY_CARDS`: the
+  sub-model alone in the aircraft link, the manufacturer in a sibling link, the MSN in a
+  span beside the registration), with real JPEGs; page 2 is the no-results page;
 * ``/photos/private`` — a listing that robots.txt disallows;
 * ``/photo/<id>/<slug>`` — a detail page whose ``og:image`` is the 1200 px image.
 
@@ -160,6 +163,91 @@ def listing_html(cards: list[Card], title: str, next_href: str | None) -> str:
 <footer class="mt-8"><a href="/legal/termsofuse">Terms</a></footer></body></html>"""
 
 
+@dataclass(frozen=True)
+class TodayCard:
+    """A card in today's planespotters markup (the shape the issue describes): the aircraft
+    link's text is the sub-model alone (``<a href="/photos/aircraft/Airbus/A330-300">A330-343</a>``),
+    the manufacturer is in a sibling ``/photos/manufacturer/`` link (when ``maker_link``), in the
+    aircraft href and in the alt text, and the MSN sits in a grey span beside the registration
+    (inside a ``/photos/reg/`` link when ``reg_link``, else a bare span)."""
+
+    photo_id: int
+    registration: str
+    msn: str
+    airline: str
+    aircraft_href: str  # path of the aircraft link, e.g. /photos/aircraft/Boeing/747-400
+    type_text: str  # the aircraft link's text, e.g. 747-446
+    alt_type: str  # "Manufacturer Type" as the image's alt text writes it
+    maker_link: str = ""  # text of the /photos/manufacturer/<text> link ('' = no such link)
+    reg_link: bool = True
+    smoke: str = "airbus_a380_emirates.jpg"
+
+    @property
+    def slug(self) -> str:
+        text = f"{self.registration} {self.airline} {self.alt_type}"
+        return "-".join("".join(c if c.isalnum() else " " for c in text).lower().split())
+
+
+#: The cards of /photos/today and of the saved-fragment tests (ids 2100001...).
+TODAY_CARDS = [
+    TodayCard(2100001, "9M-XXB", "1405", "AirAsia X", "/photos/aircraft/Airbus/A330-300", "A330-343",
+              "Airbus A330-343", maker_link="Airbus", smoke="airbus_a340-300_lufthansa.jpg"),
+    TodayCard(2100002, "JA8913", "26350", "Japan Airlines", "/photos/aircraft/Boeing/747-400", "747-446",
+              "Boeing 747-446", reg_link=False, smoke="boeing_747_white.jpg"),
+    TodayCard(2100003, "D-AIEA", "10150", "Lufthansa", "/photos/aircraft/Airbus/A321neo", "A321-271NX",
+              "Airbus A321-271NX", maker_link="Airbus", smoke="airbus_a340-500_emirates.jpg"),
+    TodayCard(2100004, "N8704Q", "42558", "Southwest Airlines", "/photos/aircraft/Boeing/737%20MAX%208",
+              "737-8 MAX", "Boeing 737-8 MAX", reg_link=False, smoke="boeing_737-700_southwest_N730SW.jpg"),
+    TodayCard(2100005, "F-HTYA", "0331", "Air France", "/photos/aircraft/Airbus/A350-900", "A350-941",
+              "Airbus A350-941", maker_link="Airbus", smoke="airbus_a380_british-airways.jpg"),
+    TodayCard(2100006, "N420LA", "35818", "LATAM Cargo", "/photos/aircraft/Boeing/767-300", "767-316F(ER)",
+              "Boeing 767-316F(ER)", reg_link=False, smoke="boeing_767.jpg"),
+    # the link text alone maps to no type: the href's family completes it
+    TodayCard(2100007, "HB-JBA", "50010", "Swiss", "/photos/aircraft/Airbus/A220-100", "BD-500-1A10",
+              "Airbus A220-100", maker_link="Airbus", smoke="airbus_a380_airbus-house.jpg"),
+    # no manufacturer link and an href without a manufacturer segment: the alt text gives it
+    TodayCard(2100008, "G-EUPT", "1380", "British Airways", "/photos/aircraft/A319-100", "A319-131",
+              "Airbus A319-131", reg_link=False, smoke="airbus_a380_airbus-house_bourget2017.jpg"),
+    # the alt text contradicts the links (manufacturer; then type): the links win, counted
+    TodayCard(2100009, "B-HLW", "1178", "Cathay Pacific", "/photos/aircraft/Airbus/A330-300", "A330-343",
+              "Boeing 777-367", maker_link="Airbus", smoke="boeing_777_turkish.jpg"),
+    TodayCard(2100010, "TC-JJU", "44125", "Turkish Airlines", "/photos/aircraft/Boeing/777-300",
+              "777-3F2(ER)", "Boeing 777-FF2", reg_link=False, smoke="boeing_737-800_continental.jpg"),
+]
+
+
+def today_card_html(c: TodayCard) -> str:
+    """One card in today's markup (see :class:`TodayCard`)."""
+    e = html.escape
+    img = f"/img/{c.photo_id}_{c.photo_id % 997:03x}"
+    reg = f'<span class="font-semibold">{e(c.registration)}</span>'
+    if c.reg_link:
+        reg = f'<a href="/photos/reg/{e(c.registration)}">{reg}</a>'
+    maker = (f'<a class="hover:underline" href="/photos/manufacturer/{e(c.maker_link)}">{e(c.maker_link)}</a> '
+             if c.maker_link else "")
+    return f"""
+<div class="photo-card-clickable group relative cursor-pointer rounded-lg shadow" id="{c.photo_id}" data-photo-url="/photo/{c.photo_id}/{c.slug}">
+  <a href="/photo/{c.photo_id}/{c.slug}" class="block">
+    <img class="mx-auto w-full h-auto object-cover" loading="lazy" src="{img}_280.jpg"
+         srcset="{img}_280.jpg 280w, {img}_640.jpg 640w" alt="{e(c.registration)} {e(c.airline)} {e(c.alt_type)}">
+  </a>
+  <div class="absolute bottom-2 right-2 text-xs text-white"><span class="drop-shadow-lg">&copy; Spotter {c.photo_id % 7}</span></div>
+  <div class="p-2 text-sm leading-tight">
+    <div class="flex gap-1">{reg}<span class="text-gray-500">{e(c.msn)}</span></div>
+    <a class="block truncate" href="/airline/{e(c.airline.replace(' ', '-'))}">{e(c.airline)}</a>
+    <div class="truncate">{maker}<a class="hover:underline" href="{c.aircraft_href}">{e(c.type_text)}</a></div>
+    <a class="block truncate" href="/photos/airport/KUL">Kuala Lumpur International (KUL / WMKK)</a>
+    <div class="text-gray-500"><a href="/photos/date/2025-03-14">14</a> <a href="/photos/date/2025-03">Mar</a> <a href="/photos/date/2025">2025</a></div>
+  </div>
+</div>"""
+
+
+def today_fragment_html(cards: list[TodayCard] | None = None) -> str:
+    """A saved fragment of today's cards (no ``<html>`` around them), like a copied grid."""
+    body = "\n".join(today_card_html(c) for c in (TODAY_CARDS if cards is None else cards))
+    return f'<div class="grid grid-cols-4 gap-4">{body}\n</div>\n'
+
+
 @dataclass
 class LoopbackSite:
     """The loopback site; ``start()`` it, use ``base_url``, ``stop()`` it."""
@@ -198,6 +286,10 @@ class LoopbackSite:
             self._images[f"{base}_640.jpg"] = big
             self._images[f"{base}_280.jpg"] = small
             self._images[f"{base}_1200.jpg"] = _jpeg(src, 800)
+        for t in TODAY_CARDS:
+            src = smoke_image(t.smoke)
+            base = f"/img/{t.photo_id}_{t.photo_id % 997:03x}"
+            self._images[f"{base}_640.jpg"], self._images[f"{base}_280.jpg"] = _jpeg(src, 640), _jpeg(src, 280)
 
     def a220_image(self, path: str) -> bytes:
         """A real photo for a thumbnail path of the saved A220 page (stable per path)."""
@@ -237,6 +329,11 @@ class LoopbackSite:
                 return 200, html_type, NO_RESULTS_PAGE.read_bytes()
             cards = self.cards[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]
             return 200, html_type, listing_html(cards, "Latest Photos", f"/photos/latest?page={page + 1}").encode()
+        if path == "/photos/today":
+            if page > 1:
+                return 200, html_type, NO_RESULTS_PAGE.read_bytes()
+            return 200, html_type, (f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><main>"
+                                    f"{today_fragment_html()}</main></body></html>").encode()
         if path == "/photos/private":
             return 200, html_type, listing_html(self.cards[:2], "Private", None).encode()
         if path.startswith("/photo/"):

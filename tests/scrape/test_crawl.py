@@ -12,7 +12,8 @@ import time
 import numpy as np
 from conftest import REPO, USER_AGENT, crawl_cmd, run_crawl
 from loopback_site import (
-    CARDS_PER_PAGE, GPS_ID, LATEST_PAGES, NEAR_DUP_ID, NEAR_DUP_OF_ID, TINY_ID, TRUNCATED_ID, UNKNOWN_TYPE_ID,
+    CARDS_PER_PAGE, GPS_ID, LATEST_PAGES, NEAR_DUP_ID, NEAR_DUP_OF_ID, TINY_ID, TODAY_CARDS, TRUNCATED_ID,
+    UNKNOWN_TYPE_ID,
 )
 from PIL import Image
 
@@ -93,6 +94,29 @@ def test_unknown_type_kept_and_reported(main_crawl):
     assert (row["type_raw"], row["manufacturer"], row["icao_type"]) == ("Cessna 172S Skyhawk SP", "Other", "")
     assert main_crawl.report["labels"]["unmapped_type_raw"] == {"Cessna 172S Skyhawk SP": 1}
     assert main_crawl.report["labels"]["rows_by_icao_type"]["(unmapped)"] == 1
+
+
+def test_today_markup_crawl_labels_rows_and_reports_disagreements(fast_site, tmp_path):
+    """A crawl of cards in today's markup: every row labelled from the links (none is
+    Other), MSNs filled, and the alt-text disagreements counted in the crawl report."""
+    res = run_crawl(fast_site, tmp_path / "today", "--listing", "/photos/today", "--pages", "0")
+    assert res.proc.returncode == 0, res.proc.stderr[-3000:]
+    rows = _by_id(res.rows)
+    assert set(rows) == {str(c.photo_id) for c in TODAY_CARDS}
+    assert all(r["manufacturer"] in ("Airbus", "Boeing") and r["icao_type"] for r in rows.values())
+    assert {k: rows[k]["msn"] for k in rows} == {str(c.photo_id): c.msn for c in TODAY_CARDS}
+    assert (rows["2100002"]["manufacturer"], rows["2100002"]["icao_type"]) == ("Boeing", "B744")
+    assert (rows["2100009"]["manufacturer"], rows["2100009"]["icao_type"]) == ("Airbus", "A333")  # links kept
+    dis = res.report["labels"]["alt_text_disagreements"]
+    assert dis["cards_this_run"] == 2 and dis["kept"] == "links"
+    assert [(d["source_id"], d["field"], d["links"], d["alt"]) for d in dis["examples"]] == [
+        ("2100009", "manufacturer", "Airbus", "Boeing"), ("2100010", "icao_type", "B77W", "B77L")]
+    assert res.report["labels"]["unmapped_type_raw"] == {}
+
+
+def test_no_disagreements_reported_on_consistent_cards(main_crawl):
+    dis = main_crawl.report["labels"]["alt_text_disagreements"]
+    assert dis == {"cards_this_run": 0, "kept": "links", "examples": []}
 
 
 # --- politeness ---------------------------------------------------------------------

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
+import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from loopback_site import HTML_DIR, Card, card_html, listing_html
+from loopback_site import HTML_DIR, TODAY_CARDS, Card, TodayCard, card_html, listing_html, today_fragment_html
 from parsel import Selector
 
 from scrape.parse import (
     PARSED_FIELDS, is_no_results, largest_srcset_url, next_page_url, parse_date, parse_listing,
-    parse_photo_page, to_row,
+    parse_listing_checked, parse_photo_page, to_row,
 )
 from scrape.schema import COLUMNS
 
@@ -140,3 +145,84 @@ def test_parse_photo_page():
 def test_parse_rejects_bytes():
     with pytest.raises(TypeError):
         parse_listing(b"<html></html>")  # type: ignore[arg-type]
+
+
+# --- today's markup: sub-model alone in the aircraft link, manufacturer in a sibling link ----
+
+#: photo id -> (manufacturer_raw, type_raw, manufacturer, icao_type, sub_model, msn) for TODAY_CARDS
+TODAY_EXPECTED = {
+    "2100001": ("Airbus", "Airbus A330-343", "Airbus", "A333", "A330-300", "1405"),
+    "2100002": ("Boeing", "Boeing 747-446", "Boeing", "B744", "747-400", "26350"),
+    "2100003": ("Airbus", "Airbus A321-271NX", "Airbus", "A21N", "A321neo", "10150"),
+    "2100004": ("Boeing", "Boeing 737-8 MAX", "Boeing", "B38M", "737 MAX 8", "42558"),
+    "2100005": ("Airbus", "Airbus A350-941", "Airbus", "A359", "A350-900", "0331"),
+    "2100006": ("Boeing", "Boeing 767-316F(ER)", "Boeing", "B763", "767-300F", "35818"),
+    "2100007": ("Airbus", "Airbus BD-500-1A10", "Airbus", "BCS1", "A220-100", "50010"),  # family completes
+    "2100008": ("Airbus", "Airbus A319-131", "Airbus", "A319", "A319", "1380"),  # maker from the alt text
+    "2100009": ("Airbus", "Airbus A330-343", "Airbus", "A333", "A330-300", "1178"),  # alt says Boeing
+    "2100010": ("Boeing", "Boeing 777-3F2(ER)", "Boeing", "B77W", "777-300ER", "44125"),  # alt says B77L
+}
+LABEL_FIELDS = ("manufacturer_raw", "type_raw", "manufacturer", "icao_type", "sub_model", "msn")
+
+
+@pytest.fixture
+def today_fragment(tmp_path) -> Path:
+    """A saved fragment of today's cards (written by the test, like a copied listing grid)."""
+    f = tmp_path / "photos_latest_cards-fragment_today.html"
+    f.write_text(today_fragment_html(), encoding="utf-8")
+    return f
+
+
+def test_today_cards_cli_gives_manufacturer_type_and_msn(today_fragment):
+    """``python -m scrape parse`` on the fragment: the right labels and MSN for every card."""
+    proc = subprocess.run([sys.executable, "-m", "scrape", "parse", str(today_fragment), "--base-url",
+                           "https://www.planespotters.net/photos/latest"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["source_id"] for r in rows] == [str(c.photo_id) for c in TODAY_CARDS]
+    got = {r["source_id"]: tuple(r[k] for k in LABEL_FIELDS) for r in rows}
+    assert got == TODAY_EXPECTED
+    by_id = {r["source_id"]: r for r in rows}
+    for c in TODAY_CARDS:
+        r = by_id[str(c.photo_id)]
+        assert (r["registration"], r["airline"], r["date"]) == (c.registration, c.airline, "2025-03-14")
+        assert r["location"] == "Kuala Lumpur International (KUL / WMKK)" and r["photographer"]
+        assert r["page_url"] == f"https://www.planespotters.net/photo/{c.photo_id}/{c.slug}"
+    # the two cards whose alt text contradicts the links are reported on stderr
+    assert "2 card(s) whose alt text disagrees" in proc.stderr
+    assert "photo 2100009: manufacturer 'Airbus' (links) vs 'Boeing' (alt text)" in proc.stderr
+    assert "photo 2100010: icao_type 'B77W' (links) vs 'B77L' (alt text)" in proc.stderr
+
+
+def test_today_disagreements_keep_the_links():
+    parsed = parse_listing_checked(today_fragment_html(), "https://www.planespotters.net/")
+    assert parsed.disagreements == [
+        {"source_id": "2100009", "field": "manufacturer", "links": "Airbus", "alt": "Boeing"},
+        {"source_id": "2100010", "field": "icao_type", "links": "B77W", "alt": "B77L"},
+    ]
+    assert parsed.records == parse_listing(today_fragment_html(), "https://www.planespotters.net/")
+    # the 2021 pages and the older generated markup have none
+    for f in (A220, A310):
+        assert parse_listing_checked(_read(f), BASE).disagreements == []
+
+
+@pytest.mark.parametrize("maker_link,href,expected", [
+    ("Airbus", "/photos/aircraft/Boeing/747-400", ("Airbus", "Airbus")),  # the manufacturer link wins
+    ("", "/photos/aircraft/Boeing/747-400", ("Boeing", "Boeing")),  # else the href
+    ("", "/photos/aircraft/747-400", ("Boeing", "Boeing")),  # else the alt text
+    ("", "/photos/aircraft/De%20Havilland%20Canada/DHC-8-400", ("De Havilland Canada", "Other")),  # decoded
+])
+def test_today_manufacturer_sources_in_order(maker_link, href, expected):
+    card = TodayCard(3000001, "JA01KZ", "27650", "X", href, "747-446", "Boeing 747-446", maker_link=maker_link)
+    (rec,) = parse_listing(today_fragment_html([card]), "https://www.planespotters.net/")
+    assert (rec["manufacturer_raw"], rec["manufacturer"]) == expected
+
+
+def test_today_type_text_that_names_its_maker_is_kept():
+    """A link text that already starts with a manufacturer is not prefixed again (the
+    pre-rename CSeries names on an Airbus A220 listing keep their label)."""
+    card = TodayCard(3000002, "YL-CSA", "55001", "airBaltic", "/photos/aircraft/Airbus/A220-300",
+                     "Bombardier CSeries CS300", "Airbus A220-300", maker_link="Airbus")
+    (rec,) = parse_listing(today_fragment_html([card]), "https://www.planespotters.net/")
+    assert (rec["manufacturer_raw"], rec["type_raw"], rec["icao_type"]) == ("Airbus", "Bombardier CSeries CS300", "BCS3")
