@@ -19,7 +19,8 @@ class Config:
     MODEL_NAME: the model's name in the OIP v2 (``/v2/models/{name}``) and TF Serving
         (``/v1/models/{name}``) routes.
     IMAGE_ROOT: folder that ``GET /predict?path=`` may read from (relative paths only).
-    DEFAULT_IMAGE: image classified by ``GET /names`` (relative to IMAGE_ROOT).
+    DEFAULT_IMAGE: image classified by ``GET /names`` (relative to IMAGE_ROOT); empty (the
+        default): the model version's own reference image (``reference.png``, see model/io.py).
     THRESHOLD: stage-1 routing threshold in [0, 1].
     MAX_CONTENT_LENGTH: request body limit in bytes (413 above it; Flask's own setting).
     MAX_IMAGES_PER_REQUEST: most images in one request (413 above it).

@@ -9,6 +9,10 @@ A version folder ``models/<version>/`` holds:
 - ``preprocessing.json`` — the :class:`~model.preprocessing.PreprocessingSpec` plus
   ``reference_sha256`` (checksum of the preprocessed reference image);
 - ``metrics.json``, ``model_card.md``;
+- ``reference.png`` — the reference image itself (:func:`model.preprocessing.reference_png`), the
+  image whose tensor checksum is ``reference_sha256``; ``GET /names`` classifies it when no
+  default image is configured. Versions exported before it existed lack it:
+  :func:`reference_image_bytes` regenerates it for them;
 - ``manifest.json`` — version, creation time and the sha256 of every other file, written last.
 
 The folder is built under a temporary name and renamed into place, and ``models/latest`` (a
@@ -33,6 +37,7 @@ PREPROCESSING = "preprocessing.json"
 METRICS = "metrics.json"
 MODEL_CARD = "model_card.md"
 STAGE1 = "manufacturer.keras"
+REFERENCE_IMAGE = "reference.png"
 
 
 def stage2_file(manufacturer: str) -> str:
@@ -96,6 +101,7 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.reference_checksum(spec)})
         write_json(tmp / METRICS, metrics)
         (tmp / MODEL_CARD).write_text(model_card)
+        (tmp / REFERENCE_IMAGE).write_bytes(pp.reference_png())
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         write_json(tmp / MANIFEST, {
             "version": version,
@@ -152,6 +158,42 @@ def check_version(path: str | os.PathLike) -> dict:
         if required not in files:
             raise ModelLoadError(f"{path}: manifest does not list {required}")
     return manifest
+
+
+def reference_image_bytes(path: str | os.PathLike) -> bytes:
+    """The encoded reference image of a version folder: its ``reference.png``, or, for a version
+    exported before that file existed, the same image regenerated in code
+    (:func:`model.preprocessing.reference_png`).
+
+    Either way the image is checked against the version's ``preprocessing.json``: its
+    preprocessed tensor must have the stored ``reference_sha256`` (when the version has one).
+    The folder itself is checked by :func:`check_version` at load time (``reference.png`` is
+    in the manifest of every version that has it).
+
+    Returns:
+        The PNG bytes.
+    Raises:
+        ModelLoadError: no ``preprocessing.json``, or the image does not reproduce
+            ``reference_sha256`` (a corrupt or foreign ``reference.png``, or an installation that
+            preprocesses differently from training).
+    """
+    path = Path(path)
+    try:
+        meta = json.loads((path / PREPROCESSING).read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot read {path / PREPROCESSING}: {e}") from None
+    stored = path / REFERENCE_IMAGE
+    data = stored.read_bytes() if stored.is_file() else pp.reference_png()
+    expected = meta.get("reference_sha256")
+    if expected:
+        try:
+            got = pp.tensor_checksum(data, pp.PreprocessingSpec.from_dict(meta))
+        except pp.ImageDecodeError as e:
+            raise ModelLoadError(f"{stored if stored.is_file() else 'the reference image'}: {e}") from None
+        if got != expected:
+            where = stored if stored.is_file() else "the regenerated reference image"
+            raise ModelLoadError(f"{where} does not match reference_sha256 in {path / PREPROCESSING}")
+    return data
 
 
 def read_version_info(path: str | os.PathLike) -> dict:

@@ -221,7 +221,28 @@ def reference_image() -> Image.Image:
     return Image.fromarray(np.stack([r, g, b], axis=-1), "RGB")
 
 
+def reference_png() -> bytes:
+    """:func:`reference_image` encoded as PNG (lossless: decoding it gives the very same
+    pixels, so ``tensor_checksum(reference_png(), spec) == reference_checksum(spec)``).
+
+    Each model version stores these bytes as ``reference.png`` (:mod:`model.io`); ``GET /names``
+    classifies it when no default image is configured.
+    """
+    buf = io.BytesIO()
+    reference_image().save(buf, "PNG")
+    return buf.getvalue()
+
+
+def tensor_checksum(source: ImageSource | Image.Image, spec: PreprocessingSpec) -> str:
+    """sha256 (hex) of the float32 little-endian bytes of ``to_array(source, spec)``.
+
+    Raises:
+        ImageDecodeError: see :func:`decode_image`.
+    """
+    arr = to_array(source, spec).astype("<f4")
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
 def reference_checksum(spec: PreprocessingSpec) -> str:
     """sha256 (hex) of the float32 little-endian bytes of ``to_array(reference_image(), spec)``."""
-    arr = to_array(reference_image(), spec).astype("<f4")
-    return hashlib.sha256(arr.tobytes()).hexdigest()
+    return tensor_checksum(reference_image(), spec)

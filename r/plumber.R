@@ -1,8 +1,9 @@
 # plumber.R: the R reference server — a plumber API in the R original's style serving the
 # shared contract of our gunicorn server (api/routes/predict.py, api/routes/health.py):
 #
-#   GET  /names             the original's route: the manufacturer of the default image,
-#                           plumber's default JSON serializer (a boxed array, ["Boeing"])
+#   GET  /names             the original's route: the manufacturer of the default image
+#                           (PLANESPOTTER_DEFAULT_IMAGE, else the model version's reference
+#                           image), plumber's default JSON serializer (a boxed array, ["Boeing"])
 #   GET  /predict?path=     classify an image under PLANESPOTTER_IMAGE_ROOT
 #   POST /predict           multipart field `image` (one or several), a raw image/jpeg|png|webp
 #                           body, or JSON {"instances": [{"b64": ...}]}
@@ -43,6 +44,7 @@ CONFIG <- list(
 stopifnot(CONFIG$preprocess %in% PS_PREPROCESS_METHODS)
 
 CASCADE <- ps_load_cascade(CONFIG$model_dir)
+MODEL_PATH <- normalizePath(CONFIG$model_dir, mustWork = TRUE)  # the version folder just loaded
 # Warm up at the batch size of one request, as the Python engine does before /readyz.
 invisible(ps_predict(CASCADE, array(0, c(1L, CASCADE$spec$height, CASCADE$spec$width, 3L))))
 
@@ -229,6 +231,22 @@ classify <- function(images, top_k) {
   body
 }
 
+# The loaded version's reference image (model.io.reference_image_bytes: its reference.png, or
+# the same image regenerated for versions exported before that file existed; checked against
+# preprocessing.json's reference_sha256), read once. GET /names classifies it when no default
+# image is configured, as our server does.
+.reference_cache <- new.env()
+reference_image <- function() {
+  if (is.null(.reference_cache$data)) {
+    mio <- reticulate::import("model.io", convert = FALSE)
+    py <- reticulate::import_builtins(convert = FALSE)
+    .reference_cache$data <- tryCatch(
+      as.raw(unlist(reticulate::py_to_r(py$list(mio$reference_image_bytes(MODEL_PATH))))),  # bytes -> raw
+      error = function(e) api_error(500L, "bad_reference_image", conditionMessage(e)))
+  }
+  .reference_cache$data
+}
+
 # ---------------------------------------------------------------- routes
 
 # Methods of each route, for werkzeug-style 405 answers (plumber's own 405 body is
@@ -286,9 +304,12 @@ function(req, res) {
 function(req, res) {
   rel <- CONFIG$default_image
   out <- tryCatch({
-    if (!nzchar(rel)) api_error(404L, "no_default_image", "no default image configured (PLANESPOTTER_DEFAULT_IMAGE)")
-    target <- resolve_under_root(rel)
-    body <- classify(list(list(name = rel, data = read_file_raw(target))), 1L)
+    image <- if (nzchar(rel)) {
+      list(name = rel, data = read_file_raw(resolve_under_root(rel)))
+    } else {
+      list(name = "reference.png", data = reference_image())
+    }
+    body <- classify(list(image), 1L)
     body$manufacturer$label
   }, ps_api_error = function(e) send_error(res, e$status, e$code, conditionMessage(e)))
   out

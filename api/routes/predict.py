@@ -5,18 +5,22 @@
   binary convention); ``?top_k=N``.
 - ``GET /predict?path=<relative path>``: an image under the configured ``IMAGE_ROOT``.
 - ``GET /predict?url=<http(s) URL>``: fetch and classify (off by default; see :mod:`api.fetch`).
-- ``GET /names``: the R original's plumber route — classifies ``DEFAULT_IMAGE`` and answers the
-  manufacturer as plumber's default JSON serializer does (a boxed array, ``["Boeing"]``).
+- ``GET /names``: the R original's plumber route — classifies ``DEFAULT_IMAGE`` (else the model
+  version's own reference image) and answers the manufacturer as plumber's default JSON
+  serializer does (a boxed array, ``["Boeing"]``).
 
 The view docstrings hold the OpenAPI operations (YAML after ``---``, read by apispec).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
+
+from model import io as mio
 
 from .. import fetch, inference
 from ..errors import APIError
@@ -197,6 +201,12 @@ def predict_get():
     return jsonify(classify([(rel, target.read_bytes())], top_k))
 
 
+@functools.lru_cache(maxsize=4)
+def _reference_image(version_path: str) -> bytes:
+    """The reference image of the loaded model version (cached per version folder)."""
+    return mio.reference_image_bytes(version_path)
+
+
 @bp.get("/names")
 def names():
     """The R original's route: the manufacturer of the default image as a boxed JSON array.
@@ -205,8 +215,11 @@ def names():
       tags: [plumber]
       summary: Manufacturer of the default image (R plumber original)
       description: |
-        Classifies the configured default image and answers as plumber's default JSON serializer
-        does: a boxed array holding the manufacturer, e.g. `["Boeing"]`, with
+        Classifies the configured default image (`PLANESPOTTER_DEFAULT_IMAGE`, relative to the
+        image root) or, when none is configured, the model version's own reference image
+        (`reference.png` in the version folder, the image whose tensor checksum
+        `preprocessing.json` stores), and answers as plumber's default JSON serializer does: a
+        boxed array holding the manufacturer, e.g. `["Boeing"]`, with
         `Content-Type: application/json`.
       responses:
         "200":
@@ -219,12 +232,17 @@ def names():
                 maxItems: 1
                 items: {type: string}
               example: ["Boeing"]
+        "403": {$ref: "#/components/responses/Forbidden"}
         "404": {$ref: "#/components/responses/NotFound"}
         "503": {$ref: "#/components/responses/NotReady"}
     """
     rel = current_app.config["DEFAULT_IMAGE"]
-    if not rel:
-        raise APIError(404, "no_default_image", "no default image configured (PLANESPOTTER_DEFAULT_IMAGE)")
-    target = resolve_under_root(rel)
-    label = classify([(rel, target.read_bytes())], 1)["manufacturer"]["label"]
+    if rel:
+        image = (rel, resolve_under_root(rel).read_bytes())
+    else:
+        try:
+            image = (mio.REFERENCE_IMAGE, _reference_image(inference.engine().cascade.info["path"]))
+        except mio.ModelLoadError as e:
+            raise APIError(500, "bad_reference_image", str(e)) from None
+    label = classify([image], 1)["manufacturer"]["label"]
     return Response(json.dumps([label]), mimetype="application/json")

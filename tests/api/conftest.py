@@ -117,11 +117,13 @@ def metrics_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def api_server(tiny_model_dir, image_root, metrics_dir):
-    """gunicorn with 2 workers, the tiny model, IMAGE_ROOT = ``image_root``, URL fetching on
-    (allow-list 127.0.0.1, 127.0.0.2, localhost; SSRF exemption for 127.0.0.2/32 only), a 4 MiB
-    body limit and the metrics directory ``metrics_dir``."""
+    """gunicorn with 2 workers, the tiny model, IMAGE_ROOT = ``image_root``, no default image
+    (``GET /names`` classifies the version's reference image), URL fetching on (allow-list
+    127.0.0.1, 127.0.0.2, localhost; SSRF exemption for 127.0.0.2/32 only), a 4 MiB body limit
+    and the metrics directory ``metrics_dir``."""
     srv = Server(tiny_model_dir, workers=2, env={
         "PLANESPOTTER_IMAGE_ROOT": str(image_root),
+        "PLANESPOTTER_DEFAULT_IMAGE": "",
         "PLANESPOTTER_URL_FETCH": "true",
         "PLANESPOTTER_URL_ALLOW_HOSTS": "127.0.0.2,127.0.0.1,localhost",
         "PLANESPOTTER_URL_ALLOW_NETWORKS": "127.0.0.2/32",

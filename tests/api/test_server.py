@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import requests
@@ -84,6 +85,18 @@ def test_names_is_plumber_boxed_array(server):
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "application/json"
     assert r.text in ('["Airbus"]', '["Boeing"]')
+
+
+def test_names_without_default_image_classifies_the_versions_reference_image(api_server, tiny_model_dir):
+    """A fresh server (no PLANESPOTTER_DEFAULT_IMAGE) answers /names out of the box: the
+    manufacturer of the model version's own reference image (reference.png)."""
+    r = requests.get(api_server.url + "/names", timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/json"
+    reference = (tiny_model_dir / "reference.png").read_bytes()
+    p = requests.post(api_server.url + "/predict", data=reference, headers={"Content-Type": "image/png"}, timeout=60)
+    assert p.status_code == 200, p.text
+    assert r.text == json.dumps([p.json()["manufacturer"]["label"]])
 
 
 def test_unknown_route_is_json_404(server):
