@@ -50,6 +50,19 @@ def test_predict_in_container_equals_server_outside(compose_url, server, smoke_p
     assert without_timing(inside) == without_timing(outside)
 
 
+def names_is_reference_manufacturer(url: str, model_dir: Path) -> None:
+    """``GET /names`` answers with no setting: the manufacturer of the version's reference.png."""
+    r = requests.get(url + "/names", timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json", r.text
+    ref = requests.post(url + "/predict", data=(model_dir / "reference.png").read_bytes(),
+                        headers={"Content-Type": "image/png"}, timeout=60)
+    assert r.json() == [ref.json()["manufacturer"]["label"]]
+
+
+def test_names_answers_without_a_default_image_setting(compose_url, tiny_model_dir):
+    names_is_reference_manufacturer(compose_url, tiny_model_dir)
+
+
 def test_server_runs_as_non_root(docker, compose_container):
     # Every process of the container (gunicorn master = PID 1, its workers) as seen by the host.
     rows = docker("top", compose_container, "-eo", "pid,uid,args").stdout.splitlines()[1:]
@@ -71,12 +84,14 @@ def test_read_only_root_filesystem_with_tmpfs(docker, compose_url, compose_conta
     assert requests.get(compose_url + "/readyz", timeout=5).status_code == 200
 
 
-def test_baked_model_image_serves_without_a_volume(docker, container_factory, baked_image, server, smoke_photos):
+def test_baked_model_image_serves_without_a_volume(docker, container_factory, baked_image, server, smoke_photos,
+                                                   tiny_model_dir):
     c = container_factory(baked_image, args=("--read-only", "--tmpfs", "/tmp"))
     c.wait_ready()
     assert json.loads(docker("inspect", "--format", "{{json .Mounts}}", c.id).stdout) in ([], None)
     photo = smoke_photos[1]
     assert without_timing(predict(c.url, photo)) == without_timing(predict(server.url, photo))
+    names_is_reference_manufacturer(c.url, tiny_model_dir)  # the baked version carries reference.png
 
 
 def test_docker_stop_lets_an_in_flight_request_finish(container_factory, baked_image, server, smoke_photos):
