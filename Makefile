@@ -130,13 +130,30 @@ clean-suspects: venv  ## list rows whose label a confident model disagrees with:
 # loaded). The areas' JUnit reports are summed into one closing line.
 TEST_AREAS ?= synth scrape ingest model api r k8s docker
 PYTEST_ARGS ?=
+# The container tests start a local Docker engine (docker/engine.sh) when none answers. `make test`
+# stops it again at the end (also after a failure or an interrupt) unless KEEP_DOCKER=1, leaves
+# alone an engine that was already running, and prints the size of the engine's data root
+# (`make clean-docker` removes it).
+KEEP_DOCKER ?= 0
 .PHONY: test
-test: venv test-deps  ## run the test suite (installs what it needs)
+test: venv test-deps  ## run the test suite (installs what it needs; stops the Docker engine it started unless KEEP_DOCKER=1)
 	@rm -rf $(REPORTS)/junit; mkdir -p $(REPORTS)/junit; rc=0; \
+	if docker/engine.sh status 2>/dev/null; then engine_was_up=1; else engine_was_up=0; fi; \
+	docker_end() { \
+	  if [ $$engine_was_up = 1 ]; then echo "make test: the Docker engine was running before: left running"; \
+	  elif docker/engine.sh status 2>/dev/null; then \
+	    if [ "$(KEEP_DOCKER)" = 1 ]; then \
+	      echo "make test: KEEP_DOCKER=1: the Docker engine it started keeps running (make docker-engine-stop)"; \
+	    else docker/engine.sh stop; fi; \
+	  fi; \
+	  docker/engine.sh size; \
+	}; \
+	trap docker_end EXIT; \
 	for area in $(TEST_AREAS); do \
 	  echo "=== tests/$$area"; \
 	  $(PY) -m pytest tests/$$area --junitxml=$(REPORTS)/junit/$$area.xml $(PYTEST_ARGS) || rc=$$?; \
 	done; \
+	trap - EXIT; docker_end; \
 	$(PY) tests/junit_summary.py $(REPORTS)/junit; \
 	exit $$rc
 

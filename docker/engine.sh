@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# docker/engine.sh start|stop|env|status — a local Docker engine for builds and container tests.
+# docker/engine.sh start|stop|env|status|size|clean — a local Docker engine for builds and
+# container tests.
 #
 # CI machines and dev boxes of this project have no systemd and no container registry, so this
 # script runs Debian's `docker.io` daemon by hand (measured recipe: ../shared/notes/containers.md):
@@ -10,6 +11,10 @@
 #   stop    stop the engine this script started (by its pid file), wait for it to exit.
 #   env     print the environment lines only (no start), e.g. eval "$(docker/engine.sh env)".
 #   status  exit 0 when the engine answers, 1 otherwise.
+#   size    print how much disk the data root holds (one line; nothing when it does not exist).
+#   clean   stop the engine this script started and remove its data root (every image, container
+#           and build cache in it); refuses while an engine it did not start uses the root.
+#           With PLANESPOTTER_DOCKER_ENGINE=system: remove the planespotter/* images instead.
 #
 # Printed environment (stdout; everything else goes to stderr):
 #   DOCKER_HOST      unix socket of this engine
@@ -22,6 +27,8 @@
 # Settings (env): PLANESPOTTER_DOCKER_ROOT (default /var/tmp/planespotter-docker),
 #                 PLANESPOTTER_DOCKER_CONFIG (default <repo>/.cache/docker-config),
 #                 PLANESPOTTER_BUILD_CACHE (BuildKit cache cap, default 30GB),
+#                 PLANESPOTTER_DOCKERD_ARGS (extra dockerd options, split on spaces; e.g.
+#                 "--bridge=none --iptables=false" for a second, network-less engine beside one),
 #                 PLANESPOTTER_DOCKER_ENGINE=system: use the engine the docker CLI already talks to
 #                 (Docker Desktop, a systemd dockerd): start/stop do nothing, env prints DOCKER only.
 set -euo pipefail
@@ -108,10 +115,11 @@ start() {
 JSON
     log "starting dockerd (data root $ROOT/data, log $LOG)"
     # setsid + all fds to the log: the daemon outlives make/pytest and holds no caller's pipe.
+    # shellcheck disable=SC2086  # PLANESPOTTER_DOCKERD_ARGS is a list of options
     setsid dockerd \
       --config-file "$ROOT/daemon.json" \
       --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$PIDFILE" \
-      -H "unix://$SOCK" </dev/null >>"$LOG" 2>&1 &
+      -H "unix://$SOCK" ${PLANESPOTTER_DOCKERD_ARGS:-} </dev/null >>"$LOG" 2>&1 &
   fi
   for _ in $(seq 1 600); do
     answers && break
@@ -141,12 +149,49 @@ stop() {
   log "stopped"
 }
 
+# The files this script keeps under $ROOT; `clean` removes these and nothing else, so a root
+# set to a shared folder by mistake (PLANESPOTTER_DOCKER_ROOT=/var/tmp) loses nothing else.
+ROOT_ENTRIES=(data exec daemon.json dockerd.log dockerd.pid docker.sock)
+
+size() {
+  [ -d "$ROOT" ] || return 0
+  local human
+  human="$(du -sxh "$ROOT" 2>/dev/null | cut -f1)"
+  echo "docker data root $ROOT: ${human:-?} (make clean-docker removes it)"
+}
+
+clean() {
+  if [ -f "$PIDFILE" ]; then
+    stop
+  elif answers; then
+    log "an engine this script did not start is using $ROOT (no $PIDFILE): stop it first"
+    exit 1
+  fi
+  [ -d "$ROOT" ] || { log "nothing to remove: $ROOT does not exist"; return 0; }
+  # mounts an unclean shutdown may have left (overlay layers, network namespaces), deepest first
+  awk -v root="$ROOT/" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  local e
+  for e in "${ROOT_ENTRIES[@]}"; do rm -rf "${ROOT:?}/$e"; done
+  rmdir "$ROOT" 2>/dev/null || log "kept $ROOT: it holds files this script did not create"
+  log "removed the engine's data root $ROOT (images, containers, build cache)"
+}
+
 if [ "${PLANESPOTTER_DOCKER_ENGINE:-local}" = system ]; then
   case "${1:-}" in
     start|env) echo "export DOCKER=docker" ;;
-    stop) ;;
+    stop|size) ;;
     status) docker version >/dev/null 2>&1 ;;
-    *) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
+    clean)
+      images="$(docker image ls --filter 'reference=planespotter/*' -q | sort -u)"
+      if [ -n "$images" ]; then
+        # shellcheck disable=SC2086  # one id per word
+        docker image rm -f $images >/dev/null
+        log "removed the planespotter/* images"
+      fi
+      ;;
+    *) echo "usage: $0 start|stop|env|status|size|clean" >&2; exit 2 ;;
   esac
   exit
 fi
@@ -156,5 +201,7 @@ case "${1:-}" in
   stop) stop ;;
   env) print_env ;;
   status) answers ;;
-  *) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
+  size) size ;;
+  clean) clean ;;
+  *) echo "usage: $0 start|stop|env|status|size|clean" >&2; exit 2 ;;
 esac

@@ -15,6 +15,10 @@
 #                           DOCKER_RUN_ARGS=--gpus all on a GPU node)
 #   make docker-test        the container tests (pytest -m docker tests/docker)
 #   make docker-engine-stop stop the engine docker/engine.sh started
+#   make clean-docker       stop that engine and remove its data root: every image, container and
+#                           build cache (PLANESPOTTER_DOCKER_ENGINE=system: the planespotter/* images)
+# `make test` stops the engine it started at the end (KEEP_DOCKER=1 keeps it for quick reruns)
+# and prints the data root's size.
 # CA_BUNDLE=path: the PEM bundle pip trusts during builds only (BuildKit secret; default the
 # host's /etc/ssl/certs/ca-certificates.crt; CA_BUNDLE= for none).
 
@@ -32,13 +36,16 @@ COMPOSE_FILE_DOCKER := docker/compose.yaml
 DOCKER_ENV = engine_env=$$(docker/engine.sh start) && eval "$$engine_env"
 
 .PHONY: docker-engine docker-engine-stop docker-base docker-build docker-build-gpu docker-build-r \
-        docker-run docker-stop docker-train docker-test
+        docker-run docker-stop docker-train docker-test clean-docker
 
 docker-engine:  ## start (or reuse) the local Docker engine; prints the DOCKER_HOST etc. to eval
 	@docker/engine.sh start
 
 docker-engine-stop:  ## stop the local Docker engine started by docker/engine.sh
 	@docker/engine.sh stop
+
+clean-docker:  ## remove the Docker images and the local engine's data root (stops the engine first)
+	@docker/engine.sh clean
 
 docker-base:  ## stand-in python:3.11-slim built from Debian (debootstrap + docker import)
 	@$(DOCKER_ENV) && docker/base.sh
