@@ -15,18 +15,19 @@ import keras
 import numpy as np
 from keras import layers
 
-#: Keras' published ImageNet no-top VGG16 weights file name (keras.applications.vgg16).
-VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-#: Setting that names a local VGG16 weights file for offline machines.
-VGG16_WEIGHTS_ENV = "PLANESPOTTER_VGG16_WEIGHTS"
-#: Caffe-style ImageNet channel means in BGR order, from keras.applications.imagenet_utils.
-VGG16_MEAN_BGR = (103.939, 116.779, 123.68)
+# The VGG16 constants live with its backbone (model/backbones/vgg16.py); re-exported here.
+from .backbones.base import WeightsUnavailableError  # noqa: F401 - one error class for every backbone
+from .backbones.vgg16 import (  # noqa: F401
+    VGG16_MEAN_BGR,
+    VGG16_NOTOP_FILE,
+    VGG16_NOTOP_MD5,
+    VGG16_NOTOP_URL,
+    VGG16_WEIGHTS_ENV,
+)
 
-BACKBONES = ("compact", "vgg16", "lite0")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but cannot be had on this machine."""
+#: Networks that train whole on images here (the compact CNN from scratch, VGG16 fine-tuning);
+#: frozen-feature backbones are in the registry :mod:`model.backbones`.
+BACKBONES = ("compact", "vgg16")
 
 
 def augmentation(extra: bool = True, grayscale: bool = False, seed: int | None = None) -> keras.Sequential:
@@ -131,18 +132,13 @@ def resolve_vgg16_weights(weights: str | None) -> str | None:
     if local:
         return resolve_vgg16_weights(local)
     try:
-        keras.utils.get_file(
-            VGG16_NOTOP_FILE,
-            "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + VGG16_NOTOP_FILE,
-            cache_subdir="models",
-            file_hash="6d6bbae143d832006294945121d1f1fc",
-        )
+        keras.utils.get_file(VGG16_NOTOP_FILE, VGG16_NOTOP_URL, cache_subdir="models", file_hash=VGG16_NOTOP_MD5)
     except Exception as e:  # noqa: BLE001 - any download failure means "offline"
         raise WeightsUnavailableError(
             "ImageNet VGG16 weights could not be downloaded "
             f"({type(e).__name__}: {str(e)[:120]}). Offline, either put "
             f"{VGG16_NOTOP_FILE} on this machine and set {VGG16_WEIGHTS_ENV}=/path/to/it, "
-            "train from scratch with --weights none, or use --backbone compact or lite0."
+            "train from scratch with --weights none, or use --backbone compact, lite0 or lite2."
         ) from None
     return "imagenet"
 

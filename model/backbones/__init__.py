@@ -1,0 +1,73 @@
+"""Registry of feature backbones: ``get(name)``, ``names()``, ``feature_names()``.
+
+Every module ``model/backbones/<name>.py`` (not ``base`` nor ``_*``) defines one backbone as
+``BACKBONE = <Backbone instance>`` (:class:`model.backbones.base.Backbone`); adding a backbone is
+adding one such file. Modules are imported on the first call, not when this package is imported,
+so importing it is cheap and cannot form an import cycle with the modules they use.
+
+The compact CNN trained from scratch (``--backbone compact``) is not a backbone here: it has no
+pretrained weights and is trained whole with its classifier (:mod:`model.architectures`), as is
+``--backbone vgg16`` (whole-network VGG16 fine-tuning); the registry's ``vgg16`` is the frozen
+feature extractor that training calls ``vgg16-frozen``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .base import Backbone, WeightsSource, WeightsUnavailableError
+
+__all__ = ["Backbone", "WeightsSource", "WeightsUnavailableError", "get", "names", "feature_names", "all_backbones"]
+
+_REGISTRY: dict[str, Backbone] | None = None
+
+
+def _discover() -> dict[str, Backbone]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        found: dict[str, Backbone] = {}
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+            if info.name == "base" or info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            backbone = getattr(module, "BACKBONE", None)
+            if not isinstance(backbone, Backbone):
+                raise TypeError(f"{module.__name__} must define BACKBONE = <a model.backbones.base.Backbone>")
+            if backbone.name in found:
+                raise ValueError(f"two backbones are called {backbone.name!r}")
+            found[backbone.name] = backbone
+        _REGISTRY = found
+    return _REGISTRY
+
+
+def names() -> tuple[str, ...]:
+    """Registry names of every backbone, sorted (``("lite0", "lite2", "vgg16")``)."""
+    return tuple(sorted(_discover()))
+
+
+def feature_names() -> tuple[str, ...]:
+    """The names training uses for frozen features of each backbone (``--backbone``), in the
+    order of :func:`names`: ``("lite0", "lite2", "vgg16-frozen")``."""
+    return tuple(_discover()[n].cache_name for n in names())
+
+
+def all_backbones() -> tuple[Backbone, ...]:
+    """Every backbone, in the order of :func:`names`."""
+    return tuple(_discover()[n] for n in names())
+
+
+def get(name: str) -> Backbone:
+    """The backbone registered as ``name`` or whose :attr:`~Backbone.feature_name` is ``name``.
+
+    Raises:
+        ValueError: no such backbone (the message lists the names).
+    """
+    registry = _discover()
+    if name in registry:
+        return registry[name]
+    for backbone in registry.values():
+        if backbone.cache_name == name:
+            return backbone
+    raise ValueError(f"unknown backbone {name!r}; choose from {list(names())} "
+                     f"(training's names: {list(feature_names())})")
