@@ -1,8 +1,10 @@
-"""Command line: ``python -m synth {fetch,list,render}`` (also ``planespotter-synth``).
+"""Command line: ``python -m synth {fetch,list,render,composite,sheet}`` (also ``planespotter-synth``).
 
 * ``fetch``: download and unpack Debian's ``flightgear-data-ai`` (needs ``apt-get``).
 * ``list``: renderable (model, livery) pairs per manufacturer and ICAO type.
 * ``render``: render a balanced, split, labelled JPEG dataset (see :mod:`synth.dataset`).
+* ``composite``: paste the renders (by their masks) onto backgrounds cut from the TRAIN photos of a
+  real-photo dataset (see :mod:`synth.composite`).
 * ``sheet``: contact sheet PNG of random images of a dataset (to eyeball renders).
 
 Errors are reported as one line on stderr with exit status 2 (bad input) or 1 (failure).
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(flightgear-data-ai, GPL-2.0-or-later).",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{fetch,list,render,sheet}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{fetch,list,render,composite,sheet}")
 
     f = sub.add_parser("fetch", help="apt-get download + unpack flightgear-data-ai (idempotent)")
     f.add_argument("--dest", default=DEFAULT_EXTERNAL, help="parent folder (default: %(default)s); "
@@ -97,7 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train,validation,test fractions (default: 0.7,0.15,0.15)")
     r.add_argument("--workers", type=_positive, default=2,
                    help="render processes, each with its own EGL context (default: %(default)s)")
+    r.add_argument("--masks", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write each image's aircraft coverage mask (8-bit PNG, masks/ beside images/; "
+                   "needed by `composite`; images and CSV are the same either way) (default: on)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c = sub.add_parser("composite", help="paste renders onto backgrounds cut from real TRAIN photos",
+                       description="Paste each render's aircraft (by its mask) onto a sky-over-ground or sky-only "
+                       "scene built from patches of the TRAIN photos of a real-photo dataset (validation/test "
+                       "photos are never used). Composites inherit the photos' licence restrictions: internal "
+                       "training only.")
+    c.add_argument("--renders", default="data/raw/synth", help="synth render output with masks (default: %(default)s)")
+    c.add_argument("--backgrounds", default="data/raw/real-airliners",
+                   help="real-photo dataset (metadata.csv with splits; default: %(default)s)")
+    c.add_argument("--out", default="data/raw/synth-composite", help="output dataset folder (default: %(default)s)")
+    c.add_argument("--per-render", type=_positive, default=1, help="composites per render (default: %(default)s)")
+    c.add_argument("--size", type=int, default=256, help="image width = height in pixels, 16-2048 (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0, help="fixes backgrounds, placement, degradation (default: %(default)s)")
+    c.add_argument("--workers", type=_positive, default=2, help="processes (default: %(default)s)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     sh = sub.add_parser("sheet", help="contact sheet PNG of random images of a dataset")
     sh.add_argument("--data", default="data/raw/synth", help="dataset folder (default: %(default)s)")
     sh.add_argument("--out", default="reports/figures/synth_contact_sheet.png", help="PNG path (default: %(default)s)")
@@ -133,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
             print(contact_sheet(args.data, args.out, n=args.n, seed=args.seed))
         except (FileNotFoundError, ValueError) as exc:
             return _fail(str(exc))
+        return 0
+
+    if args.command == "composite":
+        from synth.composite import CompositeError, build_composites
+
+        try:
+            summary = build_composites(args.renders, args.backgrounds, args.out, per_render=args.per_render,
+                                       size=args.size, seed=args.seed, workers=args.workers,
+                                       progress=not args.no_progress)
+        except CompositeError as exc:
+            return _fail(str(exc))
+        except RuntimeError as exc:  # a composite failed (unreadable render or photo)
+            return _fail(str(exc), 1)
+        print(json.dumps(summary, indent=2))
         return 0
 
     from synth.fetch import COMPLETE_MARKER, is_unpacked
@@ -191,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             views=args.views,
             package=package,
         )
-        summary = build_dataset(liveries, args.out, params, workers=args.workers, progress=not args.no_progress)
+        summary = build_dataset(liveries, args.out, params, workers=args.workers, progress=not args.no_progress,
+                                masks=args.masks)
     except DatasetError as exc:
         return _fail(str(exc))
     except RuntimeError as exc:  # no EGL context, render failure

@@ -4,7 +4,14 @@ Output (a dataset folder in the shared schema, :mod:`scrape.schema`)::
 
     <out>/metadata.csv                      the COLUMNS of scrape/schema.py, written atomically
     <out>/images/<icao_type>/<folder>_<livery_id>_<view>.jpg
+    <out>/masks/<icao_type>/<folder>_<livery_id>_<view>.png   (with ``masks``, the default)
     <out>/manifest.json                     render parameters + "complete" flag (idempotency)
+
+A mask is the aircraft's coverage in its image: 8-bit grayscale PNG of the same size, 0 on the
+sky, 255 on the aircraft, in between on anti-aliased edges; taken from the render before the
+photo degradation (blur, noise, JPEG), so the image's edges are softer than the mask's.
+:mod:`synth.composite` cuts the aircraft out with it. Masks do not change the images or the CSV:
+with or without them the same seed gives the same bytes.
 
 Balancing: the classes are manufacturers. Each class gets exactly ``per_class`` images spread
 over all its liveries (``divmod(per_class, n_liveries)``: every livery gets the quotient, a
@@ -21,13 +28,17 @@ with a bonus for a split that has no livery of a type yet (coverage), all fixed 
 
 Re-running with the same parameters on a complete output is a no-op; an interrupted run with
 the same parameters resumes (existing JPEGs are kept: each is written atomically and rendering
-is deterministic); changed parameters delete the old images and render again.
+is deterministic); changed parameters delete the old images and render again. Asking for masks
+on an output rendered without them renders the missing views' masks again, keeping the images
+(rendering is deterministic: a re-rendered image that differs from the stored one is rewritten,
+so image and mask always agree, and logged).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -275,6 +286,31 @@ def image_relpath(livery: Livery, view: int) -> str:
     return f"images/{livery.icao_type or 'unknown'}/{stem}.jpg"
 
 
+def mask_relpath(image_rel: str) -> str:
+    """The mask of an image: ``images/<t>/<stem>.jpg`` → ``masks/<t>/<stem>.png`` (POSIX).
+
+    Raises:
+        ValueError: ``image_rel`` does not start with ``images/``.
+    """
+    if not image_rel.startswith("images/"):
+        raise ValueError(f"not an image path of a synth dataset: {image_rel!r}")
+    stem = image_rel[len("images/"):].rsplit(".", 1)[0]
+    return f"masks/{stem}.png"
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """An (H, W) uint8 coverage mask (0 background .. 255 aircraft) as 8-bit grayscale PNG bytes.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D ``uint8``.
+    """
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise ValueError(f"mask must be (H, W) uint8, got {mask.shape} {mask.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
 def attribution(livery: Livery, package: str) -> str:
     """Credit line for a render of ``livery``."""
     pkg = "flightgear-data-ai"
@@ -335,6 +371,7 @@ class _Job:
     seed: int
     package: str
     views_preset: str = "spotter"
+    masks: bool = True
     rels: list[str] = field(default_factory=list)
 
 
@@ -344,7 +381,11 @@ def view_rng(seed: int, livery_key: str, view: int) -> np.random.Generator:
 
 
 def render_livery(renderer, job: _Job) -> list[dict[str, str]]:
-    """Render (or reuse, when present) every view of one livery; return its metadata rows."""
+    """Render (or reuse, when present) every view of one livery; return its metadata rows.
+
+    With ``job.masks`` each view's coverage mask is written too (:func:`mask_relpath`); a view
+    whose image exists but whose mask does not is rendered again for the mask.
+    """
     from synth.render import degrade, encode_jpeg, sample_view
 
     out = Path(job.out)
@@ -353,17 +394,23 @@ def render_livery(renderer, job: _Job) -> list[dict[str, str]]:
     for view in job.views:
         rel = image_relpath(job.livery, view)
         path = out / rel
-        if path.is_file():
+        mpath = out / mask_relpath(rel)
+        if path.is_file() and (not job.masks or mpath.is_file()):
             data = path.read_bytes()
             im = Image.open(path)
             im.load()
         else:
             rng = view_rng(job.seed, job.livery.key, view)
             vp = sample_view(rng, job.views_preset)
-            img = renderer.render(job.livery, vp)
+            img, mask = renderer.render(job.livery, vp, return_mask=True)
             im = degrade(img, vp, rng)
             data = encode_jpeg(im, vp.jpeg_quality)
-            write_bytes_atomic(path, data)
+            if not path.is_file() or path.read_bytes() != data:
+                if path.is_file():
+                    log.warning("%s: re-rendered image differs from the stored one; rewritten", rel)
+                write_bytes_atomic(path, data)
+            if job.masks:
+                write_bytes_atomic(mpath, encode_mask_png(mask))
         rows.append(_row(job.livery, view, rel, data, im.width, im.height, phash(im), job.split, job.package))
     renderer.release_textures()
     return rows
@@ -389,8 +436,8 @@ def _read_manifest(out: Path) -> dict | None:
         return None
 
 
-def _write_manifest(out: Path, params: RenderParams, complete: bool, n_images: int = 0) -> None:
-    doc = {"params": params.as_dict(), "complete": complete, "n_images": n_images}
+def _write_manifest(out: Path, params: RenderParams, complete: bool, n_images: int = 0, masks: bool = False) -> None:
+    doc = {"params": params.as_dict(), "complete": complete, "n_images": n_images, "masks": masks}
     write_bytes_atomic(out / MANIFEST_FILE, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -400,6 +447,7 @@ def build_dataset(
     params: RenderParams,
     workers: int = 2,
     progress: bool = True,
+    masks: bool = True,
 ) -> dict:
     """Render the dataset described by ``params`` for ``liveries`` into ``out``.
 
@@ -409,6 +457,9 @@ def build_dataset(
         params: render parameters (stored in the manifest; a change re-renders).
         workers: processes, each with its own EGL context (1: render in this process).
         progress: show a tqdm bar (images, images/s).
+        masks: also write each image's coverage mask under ``masks/`` (:func:`mask_relpath`).
+            Not a render parameter: images and CSV are the same either way; asking for masks
+            on a complete output without them renders the missing masks only (images kept).
 
     Returns:
         Summary dict: ``status`` (``"up-to-date"`` or ``"rendered"``), ``n_images``,
@@ -432,22 +483,26 @@ def build_dataset(
         if same and manifest.get("complete") and (out / METADATA_FILE).is_file():
             with open(out / METADATA_FILE, newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))
-            if all((out / r["image_path"]).is_file() for r in rows):
+            if all((out / r["image_path"]).is_file() for r in rows) and (
+                not masks or all((out / mask_relpath(r["image_path"])).is_file() for r in rows)
+            ):
                 return {"status": "up-to-date", **_summary(rows), "seconds": 0.0}
         if not same:  # parameters changed: drop the old render
             shutil.rmtree(out / "images", ignore_errors=True)
+            shutil.rmtree(out / "masks", ignore_errors=True)
             (out / METADATA_FILE).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / "images").glob("*/.*.tmp"):  # left by a killed run
+    for stale in [*(out / "images").glob("*/.*.tmp"), *(out / "masks").glob("*/.*.tmp")]:  # left by a killed run
         stale.unlink(missing_ok=True)
-    _write_manifest(out, params, complete=False)
+    _write_manifest(out, params, complete=False, masks=masks)
 
     plan = plan_views(liveries, params.per_class, params.seed, params.min_per_type)
     splits = assign_splits(liveries, plan, params.ratios, params.seed)
     # Group jobs by model so a worker reuses its parsed model across liveries.
     ordered = sorted(liveries, key=lambda lv: (str(lv.model_path), lv.key))
     jobs = [
-        _Job(lv, list(range(plan[lv.key])), splits[lv.key], str(out), params.seed, params.package, params.views)
+        _Job(lv, list(range(plan[lv.key])), splits[lv.key], str(out), params.seed, params.package, params.views,
+             masks)
         for lv in ordered
     ]
     n_total = sum(len(j.views) for j in jobs)
@@ -472,7 +527,7 @@ def build_dataset(
         bar.close()
     rows.sort(key=lambda r: r["image_path"])
     write_rows_atomic(out / METADATA_FILE, rows)
-    _write_manifest(out, params, complete=True, n_images=len(rows))
+    _write_manifest(out, params, complete=True, n_images=len(rows), masks=masks)
     return {"status": "rendered", **_summary(rows), "seconds": round(time.time() - t0, 2)}
 
 
