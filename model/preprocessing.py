@@ -177,17 +177,53 @@ def resize(img: Image.Image, spec: PreprocessingSpec) -> Image.Image:
     return img.resize((spec.width, spec.height), RESAMPLING[spec.resize])
 
 
-def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec) -> np.ndarray:
-    """Decode (if needed) and resize an image.
+def parse_crop_box(text: str | None) -> tuple[int, int, int, int] | None:
+    """The schema's ``crop_box`` (``"left top right bottom"``, integer pixels, Pillow box order:
+    right/bottom exclusive) as a tuple; ``None`` for an empty value.
+
+    Raises:
+        ValueError: not four integers, or not ``0 <= left < right`` and ``0 <= top < bottom``.
+    """
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).replace(",", " ").split()
+    try:
+        box = tuple(int(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"crop_box must be four integers 'left top right bottom', got {text!r}") from None
+    if len(box) != 4 or not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+        raise ValueError(f"crop_box must be 'left top right bottom' with left < right and top < bottom, got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def crop(img: Image.Image, box: tuple[int, int, int, int] | str | None) -> Image.Image:
+    """Cut ``img`` to ``box`` (see :func:`parse_crop_box`; ``None``/empty: unchanged). The box is in
+    the decoded, EXIF-rotated frame that :func:`decode_image` returns.
+
+    Raises:
+        ValueError: a malformed box, or one reaching outside the image.
+    """
+    box = parse_crop_box(box) if isinstance(box, str) or box is None else tuple(box)
+    if box is None:
+        return img
+    if box[2] > img.width or box[3] > img.height:
+        raise ValueError(f"crop_box {box} reaches outside the {img.width}x{img.height} image")
+    return img.crop(box)
+
+
+def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
+             crop_box: tuple[int, int, int, int] | str | None = None) -> np.ndarray:
+    """Decode (if needed), crop (datasets' ``crop_box``, e.g. FGVC-Aircraft's credit banner; the
+    API never crops) and resize an image.
 
     Returns:
         ``uint8`` array of shape ``(spec.height, spec.width, 3)``, RGB.
 
     Raises:
-        ImageDecodeError: see :func:`decode_image`.
+        ImageDecodeError: see :func:`decode_image`. ValueError: a bad ``crop_box``.
     """
     img = source if isinstance(source, Image.Image) else decode_image(source)
-    return np.asarray(resize(img.convert("RGB"), spec), dtype=np.uint8)
+    return np.asarray(resize(crop(img.convert("RGB"), crop_box), spec), dtype=np.uint8)
 
 
 def scale(pixels: np.ndarray, spec: PreprocessingSpec) -> np.ndarray:
