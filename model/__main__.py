@@ -28,7 +28,11 @@ def _train(args) -> int:
                       batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
                       width=args.width, augment=not args.no_augment, grayscale=args.grayscale,
                       patience=args.patience, verbose=args.verbose, fine_tune=args.fine_tune,
-                      mixed_precision=args.mixed_precision)
+                      mixed_precision=args.mixed_precision, min_type_images=args.min_type_images,
+                      type_threshold=args.type_threshold, photo_share=args.photo_share,
+                      family_power=args.family_power, photo_views=args.photo_views,
+                      leaf_weight=args.leaf_weight, cut=args.cut, full=args.full, init_weights=args.init_weights,
+                      save_weights=args.save_weights, workers=args.workers)
     path = train(cfg)
     print(path)
     return 0
@@ -45,11 +49,16 @@ def _evaluate(args) -> int:
     df = df[(df["split"] == args.split) & df["manufacturer"].isin(cascade.manufacturers)].reset_index(drop=True)
     if df.empty:
         raise SystemExit(f"error: no {args.split!r} rows with known manufacturers in {args.data}")
-    pixels = mdata.load_pixels(df["abs_path"].tolist(), cascade.spec, shas=df["sha256"].tolist())
+    pixels = mdata.load_pixels(df["abs_path"].tolist(), cascade.spec, shas=df["sha256"].tolist(),
+                               crop_boxes=df["crop_box"].tolist())
     reports = Path(args.reports_dir)
-    metrics = mev.evaluate(cascade, df, pixels, figures_dir=reports / "figures")
+    train_counts = (cascade.info or {}).get("metrics", {}).get("photo_type_counts_train")
+    sections = mev.evaluate_domains(cascade, df, pixels, figures_dir=reports / "figures",
+                                    train_type_counts=train_counts)
+    # the renders' figures stay at the top level (as before real photos), the photos' under "real"
+    metrics = {**sections.get("test", {}), **({"real": sections["real"]} if "real" in sections else {})}
     metrics["split"] = args.split
-    metrics["data"] = str(args.data)
+    metrics["data"] = [str(d) for d in args.data]
     metrics["calibration"] = {k: {kk: v[kk] for kk in ("temperature", "val_ece_before", "val_ece_after")}
                               for k, v in (cascade.info or {}).get("metrics", {}).get("calibration", {}).items()}
     reports.mkdir(parents=True, exist_ok=True)
@@ -85,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train, calibrate, evaluate and export a cascade version")
-    t.add_argument("--data", default="data/raw/synth", help="dataset folder or metadata.csv")
+    t.add_argument("--data", nargs="+", default=["data/raw/synth"],
+                   help="dataset folder(s) or metadata.csv file(s) of the shared schema: renders, imported or "
+                        "scraped photos (several are stacked)")
     t.add_argument("--models-dir", default="models")
     t.add_argument("--reports-dir", default="reports")
     t.add_argument("--recipe", default="cascade", choices=("cascade", "r-original"),
@@ -111,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "cached feature maps (lite0/lite2: blocks 6-7 on block-5 maps; vgg16-frozen: block 5); "
                         "stage 2 and the default: a head on frozen pooled features")
     t.add_argument("--grayscale", action="store_true", help="random grayscale augmentation")
+    t.add_argument("--cut", default=None, help="--fine-tune: the layer the backbone is cut at (default: the "
+                                               "backbone's, e.g. lite0 block5c_add; lite0 block4c_add tunes more)")
+    t.add_argument("--photo-views", type=int, default=0,
+                   help="feature backbones: photo-like augmented views per training photo (random-resized crop, "
+                        "flip, colour, blur, JPEG), added as training rows")
+    t.add_argument("--photo-share", type=float, default=0.5,
+                   help="share of each family's training weight on photos when it has renders too (0-1)")
+    t.add_argument("--family-power", type=float, default=0.5,
+                   help="1: every family of a manufacturer weighs the same in training; 0: families by row count; "
+                        "0.5: by the square root of the row count")
+    t.add_argument("--leaf-weight", type=float, default=1.0, help="weight of the stage-2 loss in joint training")
+    t.add_argument("--min-type-images", type=int, default=8,
+                   help="training rows an ICAO type (or a family-only class) needs to become a stage-2 class")
+    t.add_argument("--full", action="store_true",
+                   help="fine-tune the whole backbone on freshly augmented images (make train-full; slow on a CPU, "
+                        "any Keras backend: KERAS_BACKEND=torch on a GPU machine)")
+    t.add_argument("--init-weights", default=None, help="--full: start from these weights (a --save-weights file)")
+    t.add_argument("--save-weights", default=None, help="--full: also write the trained weights (float16 .npz)")
+    t.add_argument("--workers", type=int, default=0, help="--full: augmentation threads (0: CPU count, max 8)")
+    t.add_argument("--type-threshold", type=float, default=0.5,
+                   help="P(type | manufacturer) a type needs to be named; below it the answer is the family")
     t.add_argument("--mixed-precision", action="store_true",
                    help="GPU only: mixed_float16 (training uses MirroredStrategy when >1 GPU is visible)")
     t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
@@ -118,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a version on a split; writes reports/metrics.json")
     e.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
-    e.add_argument("--data", default="data/raw/synth")
+    e.add_argument("--data", nargs="+", default=["data/raw/synth"], help="dataset folder(s) or CSV(s)")
     e.add_argument("--split", default="test", choices=("train", "validation", "test"))
     e.add_argument("--reports-dir", default="reports")
     e.add_argument("--threshold", type=float, default=None)

@@ -1,9 +1,15 @@
-"""The two-stage cascade at inference time: manufacturer, then that manufacturer's ICAO type.
+"""The two-stage cascade at inference time: manufacturer, then that manufacturer's family and
+ICAO type — answered at the level the model knows.
 
 Routing: when the top stage-1 probability reaches ``threshold`` the image goes to that
-manufacturer's type model. Below it the answer is ``unsure`` and both leading branches are
-evaluated, each reporting its best type with the joint probability
-``P(manufacturer) * P(type | manufacturer)``.
+manufacturer's stage-2 model. Below it the answer is ``unsure`` and both leading branches are
+evaluated, each reporting its answer with the joint probability ``P(manufacturer) * P(· | manufacturer)``.
+
+Stage 2 outputs probabilities over *leaves*: the ICAO types it was trained on, plus one
+``"<family> family"`` leaf for each family it saw only without a usable type (e.g. photos labelled
+"B787" alone). A family's probability is the sum of its leaves' (``labels["families"]`` maps each
+leaf to its family). The answer names a type only when the best leaf is a trained ICAO type whose
+probability reaches ``type_threshold``; otherwise it stops at the best family ("B777 family").
 """
 
 from __future__ import annotations
@@ -18,6 +24,27 @@ from . import io as mio
 from . import preprocessing as pp
 
 DEFAULT_THRESHOLD = 0.6
+#: P(type | manufacturer) a trained type needs to be named; below it the answer is the family.
+DEFAULT_TYPE_THRESHOLD = 0.5
+#: Suffix of stage-2 leaves that stand for a whole family (no usable type labels).
+FAMILY_LEAF_SUFFIX = " family"
+
+
+def is_type_leaf(leaf: str) -> bool:
+    """True for a stage-2 leaf that is an ICAO type designator, False for a ``"<family> family"`` leaf."""
+    return not leaf.endswith(FAMILY_LEAF_SUFFIX)
+
+
+def leaf_families(labels: dict, manufacturer: str) -> list[str]:
+    """The family of each stage-2 leaf of ``manufacturer``, in output order: ``labels["families"]``
+    when the version has it, else :func:`scrape.families.family_of` of the leaf (versions trained
+    before families existed), else the leaf itself."""
+    from scrape.families import family_of
+
+    leaves = labels.get("types", {}).get(manufacturer, [])
+    known = labels.get("families", {}).get(manufacturer, {})
+    return [known.get(t) or (t[: -len(FAMILY_LEAF_SUFFIX)] if not is_type_leaf(t) else family_of(t)) or t
+            for t in leaves]
 
 
 @dataclass
@@ -29,7 +56,8 @@ class Cascade:
         stage2: ``{manufacturer: keras.Model}`` → probabilities over that manufacturer's types.
         labels: ``{"manufacturer": [...], "types": {m: [...]}}``.
         spec: the preprocessing spec the models were trained with.
-        version: version string; threshold: routing threshold in [0, 1].
+        version: version string; threshold: routing threshold in [0, 1];
+        type_threshold: P(type | manufacturer) a type needs to be named, in [0, 1].
     """
 
     stage1: object
@@ -39,10 +67,16 @@ class Cascade:
     version: str
     threshold: float = DEFAULT_THRESHOLD
     info: dict | None = None
+    type_threshold: float = DEFAULT_TYPE_THRESHOLD
 
     @classmethod
-    def load(cls, path: str | os.PathLike, threshold: float | None = None) -> "Cascade":
+    def load(cls, path: str | os.PathLike, threshold: float | None = None,
+             type_threshold: float | None = None) -> "Cascade":
         """Load and verify a version folder (``models/latest`` is followed).
+
+        ``threshold`` defaults to ``PLANESPOTTER_THRESHOLD`` or :data:`DEFAULT_THRESHOLD`;
+        ``type_threshold`` to ``PLANESPOTTER_TYPE_THRESHOLD``, else the version's
+        ``labels["type_threshold"]``, else :data:`DEFAULT_TYPE_THRESHOLD`.
 
         Raises:
             model.io.ModelLoadError: missing/corrupt files, or preprocessing checksum mismatch.
@@ -60,7 +94,10 @@ class Cascade:
                   for m in info["labels"].get("types", {}) if (path / mio.stage2_file(m)).is_file()}
         if threshold is None:
             threshold = float(os.environ.get("PLANESPOTTER_THRESHOLD", DEFAULT_THRESHOLD))
-        return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info)
+        if type_threshold is None:
+            type_threshold = float(os.environ.get("PLANESPOTTER_TYPE_THRESHOLD",
+                                                  info["labels"].get("type_threshold", DEFAULT_TYPE_THRESHOLD)))
+        return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info, type_threshold)
 
     @property
     def manufacturers(self) -> list[str]:
@@ -100,51 +137,91 @@ class Cascade:
             p_t[m] = out
         return p_m, p_t
 
+    def families(self, manufacturer: str) -> list[str]:
+        """The family of each stage-2 leaf of ``manufacturer`` (see :func:`leaf_families`)."""
+        return leaf_families(self.labels, manufacturer)
+
+    def branch(self, manufacturer: str, p_manufacturer: float, p_leaves: np.ndarray | None) -> dict:
+        """One manufacturer's answer from its stage-2 leaf probabilities ``(T,)`` (``None`` or NaN
+        when it has no stage-2 model): the best family by summed leaf probability, and the best
+        leaf as ``type`` only when it is an ICAO type with probability >= ``type_threshold``.
+
+        Returns:
+            ``{"manufacturer", "manufacturer_probability", "family", "family_probability",
+            "type", "type_probability", "joint_probability"}``; ``joint_probability`` is
+            ``P(manufacturer) * P(answer | manufacturer)`` at the answer's level (type, else
+            family, else ``P(manufacturer)`` alone).
+        """
+        out = {"manufacturer": manufacturer, "manufacturer_probability": p_manufacturer, "family": None,
+               "family_probability": None, "type": None, "type_probability": None,
+               "joint_probability": p_manufacturer}
+        if p_leaves is None or np.isnan(p_leaves[0]):
+            return out
+        leaves, fams = self.labels["types"][manufacturer], self.families(manufacturer)
+        totals: dict[str, float] = {}
+        for f, p in zip(fams, p_leaves):
+            totals[f] = totals.get(f, 0.0) + float(p)
+        family = max(totals, key=lambda f: (totals[f], -fams.index(f)))  # ties: first in output order
+        out.update(family=family, family_probability=totals[family],
+                   joint_probability=p_manufacturer * totals[family])
+        k = int(np.argmax(p_leaves))
+        if is_type_leaf(leaves[k]) and float(p_leaves[k]) >= self.type_threshold:
+            out.update(type=leaves[k], type_probability=float(p_leaves[k]),
+                       joint_probability=p_manufacturer * float(p_leaves[k]))
+        return out
+
     def predict(self, x: np.ndarray, top_k: int = 3) -> list[dict]:
         """Classify preprocessed images.
 
         Args:
-            x: float32 ``(n, H, W, 3)``; top_k: how many (manufacturer, type) pairs to list (>= 1).
+            x: float32 ``(n, H, W, 3)``; top_k: how many (manufacturer, leaf) pairs to list (>= 1).
         Returns:
-            One dict per image::
+            One dict per image (``None`` where a level is not answered)::
 
                 {"manufacturer": {"label": str, "probability": float},
-                 "type": {"label": str | None, "probability": float | None,   # P(type | manufacturer)
+                 "family": {"label": str | None, "probability": float | None,  # P(family | manufacturer)
+                            "joint_probability": float | None},
+                 "type": {"label": str | None, "probability": float | None,    # P(type | manufacturer)
                           "joint_probability": float | None},
+                 "answer": {"level": "type" | "family" | "manufacturer",
+                            "label": str},          # "B77W", "B777 family" or "Boeing"
                  "unsure": bool,
-                 "branches": [{"manufacturer", "manufacturer_probability", "type",
-                               "type_probability", "joint_probability"}, ...],
-                 "top_k": [{"manufacturer", "type", "probability"}, ...]}   # joint probabilities
+                 "branches": [Cascade.branch(...), ...],
+                 "top_k": [{"manufacturer", "family", "type", "probability"}, ...]}  # joint; type None for family leaves
         """
         p_m, p_t = self.probabilities(x)
         results = []
         for i in range(len(p_m)):
-            order = np.argsort(-p_m[i])
+            order = np.argsort(-p_m[i], kind="stable")
             unsure = bool(p_m[i, order[0]] < self.threshold)
             branches, pairs = [], []
             for j in order[: 2 if unsure else 1]:
                 m = self.manufacturers[j]
                 pm = float(p_m[i, j])
-                if m in p_t and not np.isnan(p_t[m][i, 0]):
-                    pt = p_t[m][i]
-                    k = int(pt.argmax())
-                    branches.append({"manufacturer": m, "manufacturer_probability": pm,
-                                     "type": self.labels["types"][m][k], "type_probability": float(pt[k]),
-                                     "joint_probability": pm * float(pt[k])})
-                    pairs += [(pm * float(p), m, t) for p, t in zip(pt, self.labels["types"][m])]
+                pt = p_t[m][i] if m in p_t else None
+                branches.append(self.branch(m, pm, pt))
+                if pt is not None and not np.isnan(pt[0]):
+                    pairs += [(pm * float(p), m, f, t if is_type_leaf(t) else None)
+                              for p, t, f in zip(pt, self.labels["types"][m], self.families(m))]
                 else:
-                    branches.append({"manufacturer": m, "manufacturer_probability": pm, "type": None,
-                                     "type_probability": None, "joint_probability": None})
-                    pairs.append((pm, m, None))
+                    pairs.append((pm, m, None, None))
             best = branches[0]
+            level = "type" if best["type"] else "family" if best["family"] else "manufacturer"
+            label = {"type": best["type"], "family": f"{best['family']}{FAMILY_LEAF_SUFFIX}",
+                     "manufacturer": best["manufacturer"]}[level]
             pairs.sort(key=lambda t: -t[0])
             results.append({
                 "manufacturer": {"label": best["manufacturer"], "probability": best["manufacturer_probability"]},
+                "family": {"label": best["family"], "probability": best["family_probability"],
+                           "joint_probability": (best["manufacturer_probability"] * best["family_probability"]
+                                                 if best["family"] else None)},
                 "type": {"label": best["type"], "probability": best["type_probability"],
-                         "joint_probability": best["joint_probability"]},
+                         "joint_probability": best["joint_probability"] if best["type"] else None},
+                "answer": {"level": level, "label": label},
                 "unsure": unsure,
                 "branches": branches,
-                "top_k": [{"manufacturer": m, "type": t, "probability": p} for p, m, t in pairs[:max(1, top_k)]],
+                "top_k": [{"manufacturer": m, "family": f, "type": t, "probability": p}
+                          for p, m, f, t in pairs[:max(1, top_k)]],
             })
         return results
 

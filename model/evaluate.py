@@ -1,4 +1,6 @@
-"""End-to-end evaluation of a cascade on a labelled split, with confusion matrices as PNG."""
+"""End-to-end evaluation of a cascade on a labelled split, with confusion matrices as PNG:
+manufacturer (accuracy, balanced accuracy, recalls), family, ICAO type top-1/top-3, calibration,
+each figure also per source (renders and each photo collection are reported apart)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 
 from . import calibration as cal
 from . import preprocessing as pp
-from .cascade import Cascade
+from .cascade import Cascade, is_type_leaf
 
 
 def confusion(y_true: list[str], y_pred: list[str], labels: list[str]) -> np.ndarray:
@@ -51,28 +53,95 @@ def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) ->
     return path
 
 
+def _rate(ok: np.ndarray) -> float | None:
+    return float(np.mean(ok)) if len(ok) else None
+
+
+def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: list[dict], p_m: np.ndarray,
+              manufacturers: list[str], type_classes: set[str], frequent_types: set[str]) -> dict:
+    """The figures of one set of classified images (all of a split, or one source of it).
+
+    Args:
+        true_m, true_f, true_t: true manufacturer, family ('' unknown) and ICAO type ('' unknown).
+        preds: :meth:`Cascade.predict` results (``top_k`` >= 3) in the same order.
+        p_m: calibrated stage-1 probabilities ``(n, len(manufacturers))``.
+        type_classes: ICAO types the model was trained on (stage-2 type leaves).
+        frequent_types: the subset with >= 50 training photos (the issue's target set).
+    Returns:
+        ``n``; ``manufacturer_accuracy``; ``manufacturer_balanced_accuracy`` (mean recall over the
+        manufacturers present); ``recall`` per manufacturer; ``family_accuracy`` (answer's family
+        vs the true family, rows with a known family; ``n_family``); ``type_top1``/``type_top3``
+        (the true type among the first 1/3 ``top_k`` types, rows whose true type is a trained
+        class; ``n_type``), the same over :data:`frequent_types` (``type_top1_frequent``,
+        ``type_top3_frequent``, ``n_type_frequent``); ``answer_levels`` (share answered at type,
+        family, manufacturer level); ``named_type_precision`` (named types that are right);
+        ``ece`` (stage 1, 15 bins). ``None`` where a figure has no rows.
+    """
+    n = len(preds)
+    pm = np.array([p["manufacturer"]["label"] for p in preds], dtype=object)
+    tm = np.array(true_m, dtype=object)
+    recall = {m: _rate(pm[tm == m] == m) for m in manufacturers if (tm == m).any()}
+    fam_rows = [i for i, f in enumerate(true_f) if f]
+    type_rows = [i for i, t in enumerate(true_t) if t in type_classes]
+    freq_rows = [i for i in type_rows if true_t[i] in frequent_types]
+
+    def top_types(i: int, k: int) -> list:
+        return [c["type"] for c in preds[i]["top_k"][:k]]
+
+    named = [i for i, p in enumerate(preds) if p["type"]["label"] and true_t[i]]
+    levels = [p["answer"]["level"] for p in preds]
+    y = np.array([manufacturers.index(m) for m in true_m]) if n else np.zeros(0, int)
+    return {
+        "n": n,
+        "manufacturer_accuracy": _rate(pm == tm),
+        "manufacturer_balanced_accuracy": float(np.mean(list(recall.values()))) if recall else None,
+        "recall": recall,
+        "family_accuracy": _rate(np.array([preds[i]["family"]["label"] == true_f[i] for i in fam_rows])),
+        "n_family": len(fam_rows),
+        "type_top1": _rate(np.array([true_t[i] in top_types(i, 1) for i in type_rows])),
+        "type_top3": _rate(np.array([true_t[i] in top_types(i, 3) for i in type_rows])),
+        "n_type": len(type_rows),
+        "type_top1_frequent": _rate(np.array([true_t[i] in top_types(i, 1) for i in freq_rows])),
+        "type_top3_frequent": _rate(np.array([true_t[i] in top_types(i, 3) for i in freq_rows])),
+        "n_type_frequent": len(freq_rows),
+        "answer_levels": {lv: levels.count(lv) / n for lv in ("type", "family", "manufacturer")} if n else {},
+        "named_type_precision": _rate(np.array([preds[i]["type"]["label"] == true_t[i] for i in named])),
+        "ece": cal.expected_calibration_error(p_m, y) if n else None,
+    }
+
+
 def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
-             batch_size: int = 64) -> dict:
+             batch_size: int = 64, train_type_counts: dict[str, int] | None = None,
+             figure_prefix: str = "") -> dict:
     """Score a labelled split end to end.
 
     Args:
-        df: rows of the split (schema columns ``manufacturer`` and ``icao_type``).
+        df: rows of the split (schema columns ``manufacturer``, ``family``, ``icao_type``, ``source``).
         pixels: uint8 ``(len(df), H, W, 3)`` resized with ``cascade.spec``.
-        figures_dir: where to write ``confusion_manufacturer.png`` and ``confusion_type_<m>.png``.
+        figures_dir: where to write the confusion matrices (``<prefix>confusion_manufacturer.png``,
+            ``<prefix>confusion_family.png``, ``<prefix>confusion_type.png``,
+            ``<prefix>confusion_type_<m>.png`` with the true manufacturer's stage 2).
+        train_type_counts: training images per ICAO type (the figures' "types with >= 50 training
+            photos"); default: every trained type counts as frequent.
     Returns:
-        ``manufacturer_accuracy`` (stage 1), ``type_accuracy_given_manufacturer`` (stage 2 with the
-        true manufacturer's type model, on images whose manufacturer has one),
-        ``type_accuracy_routed`` (stage 2 on images stage 1 got right), ``end_to_end_accuracy``
-        (both right through routing), ``unsure_rate``, ``n_test`` and per-class counts.
+        The :func:`summarise` figures of the whole split, ``per_source`` (the same per ``source``),
+        and the long-standing keys: ``n_test``, ``manufacturer_accuracy`` (stage 1),
+        ``type_accuracy_given_manufacturer`` (stage 2 with the true manufacturer's model, rows
+        whose type is a trained class), ``type_accuracy_routed``, ``end_to_end_accuracy``
+        (manufacturer right and, where the true type is a trained class, the top type right),
+        ``unsure_rate``, ``threshold``, ``type_threshold``, ``model_version``,
+        ``n_test_per_manufacturer``, ``stage1_test_ece_before``/``_after`` (temperature scaling).
     """
     true_m = df["manufacturer"].tolist()
     true_t = df["icao_type"].tolist()
+    true_f = df["family"].tolist() if "family" in df else [""] * len(df)
+    sources = df["source"].tolist() if "source" in df else [""] * len(df)
     preds: list[dict] = []
-    oracle_type: list[str | None] = []
+    oracle_type: list[str | None] = [None] * len(df)
     stage1_probs = []
     for s in range(0, len(df), batch_size):
         x = pp.scale(pixels[s:s + batch_size], cascade.spec)
-        preds += cascade.predict(x, top_k=1)
+        preds += cascade.predict(x, top_k=3)
         stage1_probs.append(np.asarray(cascade.stage1.predict_on_batch(x), np.float64))
         for m, model in cascade.stage2.items():
             rows = [i for i in range(s, min(s + batch_size, len(df))) if true_m[i] == m]
@@ -80,53 +149,84 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
                 continue
             p = np.asarray(model.predict_on_batch(pp.scale(pixels[rows], cascade.spec)))
             for i, k in zip(rows, p.argmax(axis=1)):
-                while len(oracle_type) <= i:
-                    oracle_type.append(None)
                 oracle_type[i] = cascade.labels["types"][m][int(k)]
-    oracle_type += [None] * (len(df) - len(oracle_type))
+    p_m = np.concatenate(stage1_probs) if stage1_probs else np.zeros((0, len(cascade.manufacturers)))
+    type_classes = {t for ts in cascade.labels["types"].values() for t in ts if is_type_leaf(t)}
+    frequent = ({t for t in type_classes if train_type_counts.get(t, 0) >= 50} if train_type_counts is not None
+                else type_classes)
+    metrics = summarise(true_m, true_f, true_t, preds, p_m, cascade.manufacturers, type_classes, frequent)
+    metrics["per_source"] = {}
+    for src in sorted(set(sources)):
+        idx = [i for i, v in enumerate(sources) if v == src]
+        metrics["per_source"][src or "(none)"] = summarise(
+            [true_m[i] for i in idx], [true_f[i] for i in idx], [true_t[i] for i in idx], [preds[i] for i in idx],
+            p_m[idx], cascade.manufacturers, type_classes, frequent)
     pred_m = [p["manufacturer"]["label"] for p in preds]
-    pred_t = [p["type"]["label"] for p in preds]
+    top_t = [p["top_k"][0]["type"] for p in preds]
     m_ok = np.array([a == b for a, b in zip(true_m, pred_m)])
-    has_types = np.array([m in cascade.stage2 for m in true_m])
+    typed = np.array([t in type_classes for t in true_t])
     t_oracle_ok = np.array([a == b for a, b in zip(true_t, oracle_type)])
-    t_ok = np.array([a == b for a, b in zip(true_t, pred_t)])
-    e2e = m_ok & (t_ok | ~has_types)
-    metrics = {
+    t_ok = np.array([a == b for a, b in zip(true_t, top_t)])
+    e2e = m_ok & (t_ok | ~typed)
+    metrics.update({
         "n_test": int(len(df)),
-        "manufacturer_accuracy": float(m_ok.mean()) if len(df) else 0.0,
-        "type_accuracy_given_manufacturer": float(t_oracle_ok[has_types].mean()) if has_types.any() else 0.0,
-        "type_accuracy_routed": float(t_ok[m_ok & has_types].mean()) if (m_ok & has_types).any() else 0.0,
+        "type_accuracy_given_manufacturer": float(t_oracle_ok[typed].mean()) if typed.any() else 0.0,
+        "type_accuracy_routed": float(t_ok[m_ok & typed].mean()) if (m_ok & typed).any() else 0.0,
         "end_to_end_accuracy": float(e2e.mean()) if len(df) else 0.0,
         "unsure_rate": float(np.mean([p["unsure"] for p in preds])) if preds else 0.0,
         "threshold": cascade.threshold,
+        "type_threshold": cascade.type_threshold,
         "model_version": cascade.version,
         "n_test_per_manufacturer": {m: int(sum(1 for t in true_m if t == m)) for m in cascade.manufacturers},
-    }
+    })
     temperature = (((cascade.info or {}).get("metrics") or {}).get("calibration") or {}).get(
         "manufacturer", {}).get("temperature")
-    if stage1_probs and temperature:
+    if len(p_m) and temperature:
         # the exported model outputs softmax(z / T); softmax(T * log p) recovers softmax(z)
-        p_after = np.concatenate(stage1_probs)
-        p_before = cal.softmax(temperature * np.log(np.clip(p_after, 1e-12, 1.0)))
+        p_before = cal.softmax(temperature * np.log(np.clip(p_m, 1e-12, 1.0)))
         y = np.array([cascade.manufacturers.index(m) for m in true_m])
         metrics["stage1_test_ece_before"] = cal.expected_calibration_error(p_before, y)
-        metrics["stage1_test_ece_after"] = cal.expected_calibration_error(p_after, y)
+        metrics["stage1_test_ece_after"] = cal.expected_calibration_error(p_m, y)
     if figures_dir is not None:
         figures_dir = Path(figures_dir)
         labels_m = cascade.manufacturers
         plot_confusion(confusion(true_m, pred_m, labels_m), labels_m,
-                       f"Stage 1: manufacturer (acc {metrics['manufacturer_accuracy']:.3f})",
-                       figures_dir / "confusion_manufacturer.png")
+                       f"Manufacturer (balanced acc {metrics['manufacturer_balanced_accuracy'] or 0:.3f})",
+                       figures_dir / f"{figure_prefix}confusion_manufacturer.png")
+        pred_f = [p["family"]["label"] or "" for p in preds]
+        labels_f = sorted({f for f in true_f if f} | {f for f in pred_f if f})
+        plot_confusion(confusion(true_f, pred_f, labels_f), labels_f,
+                       f"Family (acc {metrics['family_accuracy'] or 0:.3f})",
+                       figures_dir / f"{figure_prefix}confusion_family.png")
+        labels_t = sorted({t for t in true_t if t in type_classes} | {t for t in top_t if t})
+        plot_confusion(confusion([t if t in type_classes else "" for t in true_t], [t or "" for t in top_t], labels_t),
+                       labels_t, f"ICAO type, top-1 (acc {metrics['type_top1'] or 0:.3f})",
+                       figures_dir / f"{figure_prefix}confusion_type.png")
         for m in cascade.stage2:
             rows = [i for i, t in enumerate(true_m) if t == m]
-            labels_t = cascade.labels["types"][m]
-            plot_confusion(confusion([true_t[i] for i in rows], [oracle_type[i] for i in rows], labels_t),
-                           labels_t, f"Stage 2: {m} types (true manufacturer)",
-                           figures_dir / f"confusion_type_{m}.png")
-        plot_confusion(confusion([f"{a}/{b}" for a, b in zip(true_m, true_t)],
-                                 [f"{a}/{b}" for a, b in zip(pred_m, pred_t)],
-                                 sorted({f"{a}/{b}" for a, b in zip(true_m, true_t)})),
-                       sorted({f"{a}/{b}" for a, b in zip(true_m, true_t)}),
-                       f"End to end (acc {metrics['end_to_end_accuracy']:.3f})",
-                       figures_dir / "confusion_end_to_end.png")
+            leaves = cascade.labels["types"][m]
+            plot_confusion(confusion([true_t[i] for i in rows], [oracle_type[i] for i in rows], leaves),
+                           leaves, f"Stage 2: {m} (true manufacturer)",
+                           figures_dir / f"{figure_prefix}confusion_type_{m}.png")
     return metrics
+
+
+def evaluate_domains(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
+                     train_type_counts: dict[str, int] | None = None) -> dict:
+    """:func:`evaluate` on the renders and on the photos of a split, apart.
+
+    Args:
+        df: rows with a ``domain`` column (``"render"``/``"photo"``, see
+            :func:`model.data.read_metadata`); pixels: their uint8 pixels.
+    Returns:
+        ``{"test": <renders' figures>, "real": <photos' figures>}``, each only when the split has
+        such rows; figures go to ``figures_dir`` (``confusion_*.png`` for renders,
+        ``real_confusion_*.png`` for photos).
+    """
+    out = {}
+    for key, domain, prefix in (("test", "render", ""), ("real", "photo", "real_")):
+        idx = np.flatnonzero((df["domain"] == domain).to_numpy())
+        if len(idx):
+            out[key] = evaluate(cascade, df.iloc[idx].reset_index(drop=True), pixels[idx], figures_dir=figures_dir,
+                                train_type_counts=train_type_counts, figure_prefix=prefix)
+    return out

@@ -19,8 +19,10 @@ from . import preprocessing as pp
 from .cascade import Cascade
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-SCORE_COLUMNS = ("file", "manufacturer", "manufacturer_probability", "type", "type_probability",
-                 "joint_probability", "unsure", "model_version", "error")
+#: ``family``/``type`` are empty where the answer does not reach that level; ``answer`` is "B77W",
+#: "B777 family" or "Boeing"; ``joint_probability`` is P(manufacturer) x P(answer | manufacturer).
+SCORE_COLUMNS = ("file", "manufacturer", "manufacturer_probability", "family", "family_probability", "type",
+                 "type_probability", "answer", "joint_probability", "unsure", "model_version", "error")
 
 
 def list_images(root: str | os.PathLike, num_shards: int = 1, shard_index: int = 0) -> list[str]:
@@ -43,10 +45,19 @@ def list_images(root: str | os.PathLike, num_shards: int = 1, shard_index: int =
 
 
 def done_files(out: Path) -> set[str]:
-    """Files already scored in ``out``; a trailing partial line (a crash mid-write) is cut off."""
+    """Files already scored in ``out``; a trailing partial line (a crash mid-write) is cut off.
+
+    Raises:
+        ValueError: ``out`` has another header than :data:`SCORE_COLUMNS` (an older release's CSV:
+            resuming into it would misalign the columns).
+    """
     if not out.is_file() or out.stat().st_size == 0:
         return set()
     data = out.read_bytes()
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    if header != ",".join(SCORE_COLUMNS):
+        raise ValueError(f"{out} has the columns {header!r}, not {','.join(SCORE_COLUMNS)!r} "
+                         "(written by another release?): choose another OUT or remove it")
     if not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
         with open(out, "r+b") as f:
@@ -109,12 +120,13 @@ def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.Path
                     p = by_row.get(i)
                     if p is None:
                         n_err += 1
-                        w.writerow([name, "", "", "", "", "", "", cascade.version, errors[i]])
+                        w.writerow([name] + [""] * (len(SCORE_COLUMNS) - 3) + [cascade.version, errors[i]])
                     else:
                         w.writerow([name, p["manufacturer"]["label"], f"{p['manufacturer']['probability']:.6f}",
+                                    p["family"]["label"] or "", _fmt(p["family"]["probability"]),
                                     p["type"]["label"] or "", _fmt(p["type"]["probability"]),
-                                    _fmt(p["type"]["joint_probability"]), str(p["unsure"]).lower(),
-                                    cascade.version, ""])
+                                    p["answer"]["label"], _fmt(p["branches"][0]["joint_probability"]),
+                                    str(p["unsure"]).lower(), cascade.version, ""])
                 fh.write(buf.getvalue())
                 fh.flush()
                 os.fsync(fh.fileno())

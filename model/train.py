@@ -1,13 +1,24 @@
-"""Training the cascade: stage 1 (manufacturer) and one stage-2 ICAO type classifier per
-manufacturer, calibrated by temperature scaling, evaluated, exported as a model version.
+"""Training the cascade: stage 1 (manufacturer) and one stage-2 model per manufacturer over its
+*leaves* (ICAO types, and "<family> family" for families known only without a usable type),
+calibrated by temperature scaling, evaluated, exported as a model version.
+
+Data: one or more datasets of the shared schema (renders from ``synth``, imported or scraped
+photos), read by :func:`model.data.read_metadata`. Rows keep their ``domain`` (render or photo)
+and ``source``; training weights balance manufacturers, their families and the two domains
+(:func:`model.weighting.balanced_weights`), so 417 Airbus photos are not drowned by 4,244 Boeings.
+Early stopping and calibration use the validation *photos* whenever there are any.
 
 Two training modes, chosen by the backbone:
 
+- ``lite0`` / ``lite2`` / ``vgg16-frozen`` (the registry :mod:`model.backbones`): features of the
+  ImageNet backbone computed once and cached on disk by image sha256 (:mod:`model.features`);
+  both stages are trained together on them (:mod:`model.joint`): with ``--fine-tune`` the
+  backbone's upper part (above its default cut) is fine-tuned on cached feature maps, else a
+  small head is trained on pooled features. ``--photo-views N`` adds N photo-like augmented
+  views of every training photo (:mod:`model.augment`). The exported models are backbone + head.
 - ``compact`` (and ``vgg16`` fine-tuning): images → augmentation (Keras layers in the tf.data
-  graph) → CNN, early stopping on validation loss, best weights kept;
-- ``lite0`` / ``lite2`` / ``vgg16-frozen`` (the registry :mod:`model.backbones`): bottleneck
-  features of a frozen ImageNet backbone computed once and cached on disk by image sha256 + backbone + preprocessing (:mod:`model.features`), then a
-  small head is trained on them in seconds; the exported model is backbone + head.
+  graph) → CNN per stage, early stopping on validation loss, best weights kept (stage 2 over
+  ICAO types only).
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ STAGE1_MANUFACTURERS = ("Airbus", "Boeing", "Other")
 class TrainConfig:
     """Training settings (CLI flags of ``python -m model train`` map 1:1)."""
 
-    data: str = "data/raw/synth"
+    data: str | list[str] = "data/raw/synth"  # one dataset folder/CSV, or several (stacked)
     models_dir: str = "models"
     reports_dir: str = "reports"
     backbone: str = "compact"
@@ -53,7 +64,17 @@ class TrainConfig:
     mixed_precision: bool = False  # GPU only: keras mixed_float16 policy
     fine_tune: bool = False  # feature backbones: stage 1 fine-tunes above the default cut (stage 2: heads)
     grayscale: bool = False
-    min_type_images: int = 8
+    min_type_images: int = 8  # training rows a type (or a family-only leaf) needs to be a class
+    type_threshold: float = 0.5  # P(type | manufacturer) a type needs to be named (else: family)
+    photo_share: float = 0.5  # share of each family's training weight on photos when it has renders too
+    family_power: float = 0.5  # 1: every family of a manufacturer weighs the same; 0: by row count
+    photo_views: int = 0  # photo-like augmented views per training photo (feature backbones)
+    leaf_weight: float = 1.0  # weight of the stage-2 (leaf) loss in joint training
+    cut: str | None = None  # --fine-tune: where the backbone is cut (default: the backbone's)
+    full: bool = False  # fine-tune the whole backbone on augmented images (model.full; slow on a CPU)
+    init_weights: str | None = None  # --full: start from these weights (model.full.save_weights)
+    save_weights: str | None = None  # --full: also write the trained weights here (float16 .npz)
+    workers: int = 0  # --full: augmentation threads (0: the CPU count, at most 8)
     version: str | None = None
     verbose: int = 2
     extra: dict = field(default_factory=dict)
@@ -105,7 +126,8 @@ def plot_history(history: dict, title: str, path: Path) -> Path:
                         label=(prefix or "train_").rstrip("_"))
         ax.set_xlabel("epoch")
         ax.set_title(key)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,49 +218,324 @@ def calibrate(name: str, model, z_va: np.ndarray, y_va: np.ndarray) -> tuple[obj
     return calibrated(model, t, name), report
 
 
+FAMILY_LEAF_SUFFIX = " family"
+
+
+def stage2_leaves(df_train: pd.DataFrame, manufacturers: list[str], min_images: int = 8) -> tuple[dict, dict]:
+    """The stage-2 classes ("leaves") of each manufacturer, from the training rows.
+
+    A leaf is an ICAO type with at least ``min_images`` training rows, or ``"<family> family"``
+    for a family that has at least ``min_images`` rows but no type leaf (its rows name no type,
+    or only rare ones). Manufacturer ``Other`` and manufacturers with fewer than two leaves get no
+    stage 2.
+
+    Returns:
+        ``(types, families)``: ``{manufacturer: [leaf, ...]}`` (types sorted, then family leaves
+        sorted) and ``{manufacturer: {leaf: family}}``.
+    """
+    types, families = {}, {}
+    for m in manufacturers:
+        if m == "Other":
+            continue
+        sub = df_train[(df_train["manufacturer"] == m) & (df_train["family"] != "")]
+        counts = sub[sub["icao_type"] != ""].groupby(["icao_type", "family"]).size()
+        type_leaves = {t: f for (t, f), n in counts.items() if n >= min_images}
+        fam_rows = sub["family"].value_counts()
+        fam_leaves = {f"{f}{FAMILY_LEAF_SUFFIX}": f for f, n in fam_rows.items()
+                      if n >= min_images and f not in type_leaves.values()}
+        leaves = sorted(type_leaves) + sorted(fam_leaves)
+        if len(leaves) >= 2:
+            types[m] = leaves
+            families[m] = {**type_leaves, **fam_leaves}
+    return types, families
+
+
+def leaf_targets(df: pd.DataFrame, types: dict, families: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Partial-label targets over the global leaf list (all manufacturers' leaves, concatenated).
+
+    A row whose type is a leaf allows that leaf alone; a row with a known family (and no leaf
+    type) allows every leaf of its family; other rows (no family, manufacturer without stage 2,
+    a family without leaves) are unlabelled.
+
+    Returns:
+        ``(mask, labelled, columns)``: float32 ``(n, L)`` (all ones on unlabelled rows), bool
+        ``(n,)``, and ``{manufacturer: [column indices]}``.
+    """
+    columns, offset, leaf_index = {}, 0, {}
+    for m, leaves in types.items():
+        columns[m] = list(range(offset, offset + len(leaves)))
+        leaf_index.update({(m, leaf): offset + k for k, leaf in enumerate(leaves)})
+        offset += len(leaves)
+    mask = np.zeros((len(df), max(offset, 1)), np.float32)
+    for i, (m, t, f) in enumerate(zip(df["manufacturer"], df["icao_type"], df["family"])):
+        if (m, t) in leaf_index:
+            mask[i, leaf_index[(m, t)]] = 1.0
+        elif f and m in families:
+            for leaf, fam in families[m].items():
+                if fam == f:
+                    mask[i, leaf_index[(m, leaf)]] = 1.0
+    labelled = mask.sum(1) > 0
+    mask[~labelled] = 1.0
+    return mask, labelled, columns
+
+
 def model_card(cfg: TrainConfig, df: pd.DataFrame, labels: dict, metrics: dict, version: str) -> str:
-    """The Markdown model card of a version."""
-    counts = df.groupby(["split", "manufacturer"]).size().unstack(fill_value=0)
-    sources = ", ".join(sorted(set(df.get("source", pd.Series(["?"])).replace("", "?"))))
-    licences = ", ".join(sorted(set(df.get("licence", pd.Series(["?"])).replace("", "unknown"))))
-    test = metrics.get("test", {})
+    """The Markdown model card of a version: model, training data (every source with its licence
+    terms and counts per split), metrics on rendered and on real test images, limits."""
+    counts = df.groupby(["domain", "split", "manufacturer"]).size().unstack(fill_value=0)
+    by_source = df.groupby(["source", "split"]).size().unstack(fill_value=0)
+    licences = "\n".join(f"- `{src}`: {lic or 'unknown'}" for src, lic in
+                         df.groupby("source")["licence"].agg(lambda v: "; ".join(sorted(set(v))[:2])).items())
+    datasets = ", ".join(f"`{d}`" for d in sorted(set(df["dataset"])))
+
+    def table(section: dict | None, title: str) -> str:
+        if not section:
+            return f"{title}: none in the test split.\n"
+        rows = [("n", section.get("n")), ("manufacturer accuracy", section.get("manufacturer_accuracy")),
+                ("manufacturer balanced accuracy", section.get("manufacturer_balanced_accuracy")),
+                *[(f"recall {m}", r) for m, r in (section.get("recall") or {}).items()],
+                ("family accuracy", section.get("family_accuracy")),
+                ("ICAO type top-1 / top-3 (trained types)",
+                 f"{_f(section.get('type_top1'))} / {_f(section.get('type_top3'))}"),
+                ("stage-1 ECE", section.get("ece"))]
+        return f"{title}\n\n| metric | value |\n|---|---|\n" + "\n".join(
+            f"| {k} | {_f(v)} |" for k, v in rows) + "\n"
+
+    leaves = "; ".join(f"{m}: {', '.join(t)}" for m, t in labels["types"].items())
     return f"""# planespotter model {version}
 
 ## Model
-Two-stage cascade. Stage 1: manufacturer ({", ".join(labels["manufacturer"])}); stage 2: ICAO type
-designator per manufacturer ({"; ".join(f"{m}: {', '.join(t)}" for m, t in labels["types"].items())}).
-Backbone: `{cfg.backbone}`; input {cfg.image_size}x{cfg.image_size} RGB, Pillow `{cfg.resize}` resize,
-scaled to [0, 1]. Probabilities calibrated by temperature scaling on the validation split.
+Two-stage cascade. Stage 1: manufacturer ({", ".join(labels["manufacturer"])}); stage 2 per
+manufacturer, over ICAO type designators and whole-family classes ({leaves}). The answer names
+a type only when it is a trained class with P(type | manufacturer) >= {labels.get("type_threshold", 0.5)};
+otherwise it stops at the family ("B777 family").
+Backbone: `{cfg.backbone}`{" (upper part fine-tuned)" if cfg.fine_tune else ""}; input
+{cfg.image_size}x{cfg.image_size} RGB, Pillow `{cfg.resize}` resize, scaled to [0, 1].
+Probabilities calibrated by temperature scaling on the validation split (photos where there are any).
 Routing threshold {cfg.threshold}: below it the answer is "unsure" and both branches are reported.
 
-## Data
-Source(s): {sources}. Image licence(s): {licences}. Splits by livery/airline (no livery in two splits):
+## Training data
+Datasets: {datasets}. Renders are split by livery/airline, photos by airframe (registration) or
+near-duplicate group, so neither is in two splits.
 
 ```
 {counts.to_string()}
 ```
 
-## Metrics (held-out test split)
-| metric | value |
-|---|---|
-| manufacturer accuracy (stage 1) | {test.get("manufacturer_accuracy", float("nan")):.4f} |
-| type accuracy given the true manufacturer (stage 2) | {test.get("type_accuracy_given_manufacturer", float("nan")):.4f} |
-| end-to-end accuracy (both right, routed) | {test.get("end_to_end_accuracy", float("nan")):.4f} |
-| unsure rate | {test.get("unsure_rate", float("nan")):.4f} |
-| n test | {test.get("n_test", 0)} |
+Per source:
 
+```
+{by_source.to_string()}
+```
+
+Licence terms of the images it was trained on:
+{licences}
+
+Real photos (sources other than `flightgear*`) may only be used for internal training and
+evaluation: they are not redistributed with this model, and the model's figures on them are
+internal measurements. FlightGear renders derive from GPL-2.0-or-later models and liveries.
+
+## Metrics (held-out test split)
+{table(metrics.get("real"), "Real photos")}
+{table(metrics.get("test"), "Renders")}
 Calibration (validation ECE before → after): {json.dumps({k: [round(v["val_ece_before"], 4), round(v["val_ece_after"], 4)] for k, v in metrics.get("calibration", {}).items()})}
 
 ## Intended use and limits
-Classifying photos of Airbus and Boeing airliners by manufacturer and ICAO type. When trained on
-FlightGear renders only, accuracy on real photos is far below the figures above (renders lack
-real lighting, backgrounds and wear); types outside the label list are forced into the nearest
-known type. Not for safety-relevant identification.
+Classifying photos of Airbus and Boeing airliners by manufacturer, family and ICAO type. The real
+photos it learnt from are few for Airbus and skewed to the 737 and 747 (see the counts above), so
+expect lower accuracy on photos unlike them; figures on photos from other sources are lower than
+on this test split. Types outside the label list are answered at family level at best. Not for
+safety-relevant identification.
 """
 
 
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _calibrate_logits(name: str, z_va: np.ndarray, y_va: np.ndarray) -> dict:
+    """Temperature-scaling report from validation logits ``(n, k)`` and int labels ``(n,)``."""
+    t = cal.fit_temperature(z_va, y_va) if len(y_va) else 1.0
+    return {
+        "temperature": t,
+        "n_val": int(len(y_va)),
+        "val_nll_before": cal.nll(z_va, y_va, 1.0) if len(y_va) else None,
+        "val_nll_after": cal.nll(z_va, y_va, t) if len(y_va) else None,
+        "val_ece_before": cal.expected_calibration_error(cal.softmax(z_va, 1.0), y_va),
+        "val_ece_after": cal.expected_calibration_error(cal.softmax(z_va, t), y_va),
+        "val_accuracy": float((z_va.argmax(1) == y_va).mean()) if len(y_va) else None,
+    }
+
+
+def _train_joint(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dict, manufacturers: list[str],
+                 types: dict, families: dict, spec: pp.PreprocessingSpec, version: str):
+    """Feature backbones: both stages trained together on cached features (:mod:`model.joint`).
+
+    Returns:
+        ``(stage1, stage2, calibration, history, seconds)`` with calibrated image models.
+    """
+    import keras
+
+    from . import augment, features, joint
+
+    t = time.time()
+    cut = (cfg.cut or features.default_cut(cfg.backbone)) if cfg.fine_tune else None
+    feats = features.compute(cfg.backbone, pixels, df, spec, weights=cfg.weights, cut=cut)
+    seconds = {"features": round(time.time() - t, 1)}
+    tr = sel["train"]
+    x_tr, rows_tr = feats[tr], df.iloc[tr]
+    photo_tr = tr[(df.loc[tr, "domain"] == "photo").to_numpy()]
+    if cfg.photo_views > 0 and len(photo_tr):
+        t = time.time()
+        sub = df.iloc[photo_tr]
+        aug = augment.PhotoAugment()
+        views = augment.make_views(sub["abs_path"].tolist(), sub["sha256"].tolist(), sub["crop_box"].tolist(),
+                                   spec, cfg.photo_views, seed=cfg.seed, aug=aug)
+        keyed = pd.concat([sub.assign(sha256=sub["sha256"] + f"#view{v}-{cfg.seed}-{aug.key()}")
+                           for v in range(cfg.photo_views)], ignore_index=True)
+        x_tr = np.concatenate([x_tr, features.compute(cfg.backbone, views, keyed, spec, weights=cfg.weights, cut=cut)])
+        rows_tr = pd.concat([rows_tr, keyed], ignore_index=True)
+        seconds["photo_views"] = round(time.time() - t, 1)
+        _log(f"{len(keyed)} augmented views of {len(photo_tr)} training photos in {seconds['photo_views']}s")
+    y, w, _, _, columns = _targets(rows_tr, manufacturers, types, families, cfg.photo_share, cfg.family_power)
+    va = _judging_rows(df, sel)
+    y_va, w_va, mask_va, lab_va, _ = _targets(df.iloc[va], manufacturers, types, families, 0.5, 0.0)
+    keras.utils.set_random_seed(cfg.seed)
+    bb = None if cut is None else features.backbones.get(cfg.backbone)
+    upper = None if bb is None else bb.build_upper(spec.input_shape, cut, cfg.weights)
+    model, trunk = joint.build(x_tr.shape[1:], len(manufacturers), y["leaves"].shape[1], upper=upper, seed=cfg.seed)
+    t = time.time()
+    history = joint.fit(model, trunk, x_tr, y, w, feats[va], y_va, w_va,
+                        epochs=cfg.epochs, leaf_weight=cfg.leaf_weight, fine_tune=cut is not None,
+                        patience=cfg.patience, verbose=cfg.verbose)
+    seconds["fit"] = round(time.time() - t, 1)
+    _log(f"joint training: {len(x_tr)} rows, {seconds['fit']}s, {len(history.get('loss', []))} epochs")
+    plot_history(history, "joint (manufacturer + stage-2 leaves)", Path(cfg.reports_dir) / "figures" / "training_joint.png")
+    z = joint.logits(model, feats[va])
+    stage1, stage2, calibration = _calibrate_and_export(
+        model, z, df, va, y_va["manufacturer"], mask_va, lab_va, columns, cfg, spec, cut, "features")
+    return stage1, stage2, calibration, history, seconds
+
+
+def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va: np.ndarray, mask_va: np.ndarray,
+                          lab_va: np.ndarray, columns: dict, cfg: TrainConfig, spec: pp.PreprocessingSpec,
+                          cut: str | None, inputs: str):
+    """Temperatures from the validation logits ``z`` (stage 1 on every row, stage 2 per
+    manufacturer on the rows labelled with one of its leaves), then the calibrated image models
+    (:func:`model.joint.export`). Returns ``(stage1, stage2, calibration report)``."""
+    from . import joint
+
+    calibration = {"manufacturer": _calibrate_logits("manufacturer", z["manufacturer"], y_va)}
+    stage1_logits, stage2_logits = joint.export(model, cfg.backbone, spec, cfg.weights, cut, columns, inputs=inputs)
+    stage1 = calibrated(stage1_logits, calibration["manufacturer"]["temperature"], "manufacturer")
+    stage2 = {}
+    for m, cols in columns.items():
+        # calibrate on the validation rows labelled with one leaf of m (not family-only rows)
+        single = (df.loc[va, "manufacturer"].to_numpy() == m) & lab_va & (mask_va.sum(1) == 1)
+        z_m = z["leaves"][single][:, cols]
+        calibration[f"type_{m}"] = _calibrate_logits(f"type_{m}", z_m, mask_va[single][:, cols].argmax(1))
+        stage2[m] = calibrated(stage2_logits[m], calibration[f"type_{m}"]["temperature"], f"type_{m}")
+    for name, rep in calibration.items():
+        _log(f"{name}: val acc {rep['val_accuracy'] if rep['val_accuracy'] is not None else float('nan'):.3f} "
+             f"(n {rep['n_val']}), T={rep['temperature']:.3f}, "
+             f"ECE {rep['val_ece_before']:.3f} -> {rep['val_ece_after']:.3f}")
+    return stage1, stage2, calibration
+
+
+def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families: dict, photo_share: float,
+             family_power: float):
+    """Targets and weights of ``rows``: ``(y, w, mask, labelled, columns)``; ``y`` and ``w`` are
+    ``{"manufacturer": ..., "leaves": ...}`` dicts for :mod:`model.joint` / :mod:`model.full` (leaf
+    weights 0 on rows without a stage-2 target; see :func:`leaf_targets`,
+    :func:`model.weighting.balanced_weights`)."""
+    from .weighting import balanced_weights
+
+    mask, labelled, columns = leaf_targets(rows, types, families)
+    w = balanced_weights(rows["manufacturer"], rows["family"], rows["domain"], photo_share, family_power)
+    m_index = {m: i for i, m in enumerate(manufacturers)}
+    y = {"manufacturer": rows["manufacturer"].map(m_index).to_numpy(), "leaves": mask}
+    return y, {"manufacturer": w, "leaves": w * labelled}, mask, labelled, columns
+
+
+def _judging_rows(df: pd.DataFrame, sel: dict) -> np.ndarray:
+    """The validation rows that steer early stopping and calibration: the photos when there are any.
+    Their loss is weighted by manufacturer only (``family_power`` 0: the view of balanced
+    accuracy), since per-family weights on a few hundred photos make the validation loss noisy."""
+    va = sel["validation"]
+    photos = va[(df.loc[va, "domain"] == "photo").to_numpy()]
+    return photos if len(photos) else va
+
+
+def _train_full(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dict, manufacturers: list[str],
+                types: dict, families: dict, spec: pp.PreprocessingSpec, version: str):
+    """``--full``: the whole backbone and both heads fine-tuned on augmented images (:mod:`model.full`)."""
+    import os
+
+    import keras
+
+    from . import full, joint
+
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    tr, va = sel["train"], _judging_rows(df, sel)
+    y, w, _, _, columns = _targets(df.iloc[tr], manufacturers, types, families, cfg.photo_share, cfg.family_power)
+    y_va, w_va, mask_va, lab_va, _ = _targets(df.iloc[va], manufacturers, types, families, 0.5, 0.0)
+    keras.utils.set_random_seed(cfg.seed)
+    model, base = full.build(cfg.backbone, spec, cfg.weights, len(manufacturers), y["leaves"].shape[1])
+    if cfg.init_weights:
+        full.load_weights(model, cfg.init_weights)
+        _log(f"weights from {cfg.init_weights}")
+    workers = cfg.workers or min(8, os.cpu_count() or 1)
+    t = time.time()
+    history = full.fit(model, base,
+                       full.AugmentedBatches.make(pixels, tr, y, w, spec, cfg.batch_size, True, cfg.seed, workers),
+                       full.AugmentedBatches.make(pixels, va, y_va, w_va, spec, cfg.batch_size, False),
+                       epochs=cfg.epochs, leaf_weight=cfg.leaf_weight, patience=cfg.patience, verbose=cfg.verbose)
+    seconds = {"fit": round(time.time() - t, 1)}
+    _log(f"full fine-tuning: {len(tr)} images, {seconds['fit']}s, {len(history.get('loss', []))} epochs")
+    if cfg.save_weights:
+        full.save_weights(model, cfg.save_weights)
+        _log(f"weights saved to {cfg.save_weights}")
+    if history:
+        plot_history(history, "full fine-tuning", Path(cfg.reports_dir) / "figures" / "training_full.png")
+    z = joint.logits(model, pp.scale(pixels[va], spec), batch_size=cfg.batch_size)
+    stage1, stage2, calibration = _calibrate_and_export(
+        model, z, df, va, y_va["manufacturer"], mask_va, lab_va, columns, cfg, spec, None, "images")
+    return stage1, stage2, calibration, history, seconds
+
+
+def _train_images(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dict, manufacturers: list[str],
+                  types: dict, spec: pp.PreprocessingSpec, version: str):
+    """``compact`` / ``vgg16``: one CNN per stage trained on images (stage 2 over ICAO types only)."""
+    calibration, histories, seconds = {}, {}, {}
+
+    def fit(name, n_classes, rows_tr, y_tr, rows_va, y_va, epochs):
+        t = time.time()
+        model, hist = fit_image_classifier(name, n_classes, pixels[rows_tr], y_tr, pixels[rows_va], y_va, cfg,
+                                           epochs, version)
+        seconds[name] = round(time.time() - t, 1)
+        histories[name] = hist
+        plot_history(hist, name, Path(cfg.reports_dir) / "figures" / f"training_{name}.png")
+        final, calibration[name] = calibrate(name, model, logits_of(model, pixels[rows_va], spec), y_va)
+        return final
+
+    m_index = {m: i for i, m in enumerate(manufacturers)}
+    y_m = df["manufacturer"].map(m_index).to_numpy()
+    stage1 = fit("manufacturer", len(manufacturers), sel["train"], y_m[sel["train"]], sel["validation"],
+                 y_m[sel["validation"]], cfg.epochs)
+    stage2 = {}
+    for m, leaves in types.items():
+        t_index = {t: i for i, t in enumerate(leaves)}
+        rows = {s: sel[s][(df.loc[sel[s], "manufacturer"] == m).to_numpy()
+                          & df.loc[sel[s], "icao_type"].isin(leaves).to_numpy()] for s in sel}
+        y_t = df["icao_type"].map(t_index).fillna(-1).astype(int).to_numpy()
+        stage2[m] = fit(f"type_{m}", len(leaves), rows["train"], y_t[rows["train"]], rows["validation"],
+                        y_t[rows["validation"]], cfg.type_epochs)
+    return stage1, stage2, calibration, histories, seconds
+
+
 def train(cfg: TrainConfig) -> Path:
-    """Train, calibrate, evaluate and export a cascade from ``cfg.data``.
+    """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several).
 
     Returns:
         The new version folder (``models/<version>``); ``models/latest`` points to it.
@@ -247,6 +544,7 @@ def train(cfg: TrainConfig) -> Path:
     """
     from . import evaluate as mev
     from . import features
+    from .cascade import Cascade
 
     t0 = time.time()
     version = cfg.version or mio.new_version()
@@ -256,84 +554,58 @@ def train(cfg: TrainConfig) -> Path:
     manufacturers = [m for m in STAGE1_MANUFACTURERS if (df["manufacturer"] == m).any()]
     if len(manufacturers) < 2:
         raise ValueError(f"need at least two manufacturers, found {manufacturers}")
-    _log(f"version {version}: {len(df)} images, backbone {cfg.backbone}, input {spec.input_shape}")
+    _log(f"version {version}: {len(df)} images ({(df['domain'] == 'photo').sum()} photos), "
+         f"backbone {cfg.backbone}, input {spec.input_shape}")
     for split in ("train", "validation", "test"):
         present = set(df.loc[df["split"] == split, "manufacturer"])
         if split != "test" and present != set(manufacturers):
             raise ValueError(f"split {split!r} lacks manufacturers {set(manufacturers) - present}")
     t = time.time()
-    pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df.get("sha256", pd.Series()).tolist() or None)
+    pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df["sha256"].tolist(),
+                               crop_boxes=df["crop_box"].tolist())
     _log(f"decoded {len(pixels)} images in {time.time() - t:.1f}s")
-    feature_mode = cfg.backbone in features.FEATURE_BACKBONES
-    cut = features.default_cut(cfg.backbone) if (feature_mode and cfg.fine_tune) else None
-    feats = features.compute(cfg.backbone, pixels, df, spec, weights=cfg.weights, cut=cut) if feature_mode else None
-    maps = None
-    if cut is not None:  # stage 1 fine-tunes on the maps; stage 2 heads use the pooled features
-        maps, feats = feats, features.pooled_from_cut(feats, spec, weights=cfg.weights, backbone=cfg.backbone, cut=cut)
     sel = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test")}
-    timings, histories, calibration = {}, {}, {}
-
-    def fit(name, n_classes, rows_tr, y_tr, rows_va, y_va, epochs):
-        t = time.time()
-        if maps is not None and name == "manufacturer":
-            head, hist = features.fit_upper(name, n_classes, maps[rows_tr], y_tr, maps[rows_va], y_va, cfg, spec, cut=cut)
-            model = features.full_model_cut(head, spec, weights=cfg.weights, name=f"{name}_logits",
-                                            backbone=cfg.backbone, cut=cut)
-            z_va = np.asarray(head.predict(maps[rows_va], batch_size=64, verbose=0)) if len(rows_va) else np.zeros((0, n_classes))
-        elif feature_mode:
-            head, hist = features.fit_head(name, n_classes, feats[rows_tr], y_tr, feats[rows_va], y_va, cfg)
-            model = features.full_model(cfg.backbone, head, spec, weights=cfg.weights, name=f"{name}_logits")
-            z_va = np.asarray(head.predict_on_batch(feats[rows_va])) if len(rows_va) else np.zeros((0, n_classes))
-        else:
-            model, hist = fit_image_classifier(name, n_classes, pixels[rows_tr], y_tr, pixels[rows_va],
-                                               y_va, cfg, epochs, version)
-            z_va = logits_of(model, pixels[rows_va], spec)
-        timings[name] = round(time.time() - t, 1)
-        histories[name] = hist
-        plot_history(hist, name, Path(cfg.reports_dir) / "figures" / f"training_{name}.png")
-        final, report = calibrate(name, model, z_va, y_va)
-        calibration[name] = report
-        _log(f"{name}: {len(rows_tr)} train images, {timings[name]}s, val acc {report['val_accuracy']:.3f}, "
-             f"T={report['temperature']:.3f}, ECE {report['val_ece_before']:.3f} -> {report['val_ece_after']:.3f}")
-        return final
-
-    m_index = {m: i for i, m in enumerate(manufacturers)}
-    y_m = df["manufacturer"].map(m_index).to_numpy()
-    stage1 = fit("manufacturer", len(manufacturers), sel["train"], y_m[sel["train"]],
-                 sel["validation"], y_m[sel["validation"]], cfg.epochs)
-    stage2, types = {}, {}
-    for m in manufacturers:
-        if m == "Other":
-            continue
-        tr_types = df.loc[sel["train"]].query("manufacturer == @m and icao_type != ''")["icao_type"].value_counts()
-        labels_t = sorted(tr_types[tr_types >= cfg.min_type_images].index)
-        if len(labels_t) < 2:
-            continue
-        t_index = {t: i for i, t in enumerate(labels_t)}
-        rows = {s: sel[s][(df.loc[sel[s], "manufacturer"] == m).to_numpy()
-                          & df.loc[sel[s], "icao_type"].isin(labels_t).to_numpy()] for s in sel}
-        y_t = df["icao_type"].map(t_index).fillna(-1).astype(int).to_numpy()
-        stage2[m] = fit(f"type_{m}", len(labels_t), rows["train"], y_t[rows["train"]],
-                        rows["validation"], y_t[rows["validation"]], cfg.type_epochs)
-        types[m] = labels_t
-    labels = {"manufacturer": manufacturers, "types": types}
-    from .cascade import Cascade
-
-    cascade = Cascade(stage1, stage2, labels, spec, version, cfg.threshold)
-    test_metrics = mev.evaluate(cascade, df.loc[sel["test"]], pixels[sel["test"]])
-    _log("test: " + ", ".join(f"{k} {v:.3f}" for k, v in test_metrics.items() if isinstance(v, float)))
+    types, families = stage2_leaves(df.iloc[sel["train"]], manufacturers, cfg.min_type_images)
+    if cfg.full:
+        if cfg.backbone not in features.FEATURE_BACKBONES:
+            raise ValueError(f"--full needs a pretrained backbone ({', '.join(features.FEATURE_BACKBONES)}), "
+                             f"not {cfg.backbone!r}")
+        stage1, stage2, calibration, history, seconds = _train_full(
+            cfg, df, pixels, sel, manufacturers, types, families, spec, version)
+    elif cfg.backbone in features.FEATURE_BACKBONES:
+        stage1, stage2, calibration, history, seconds = _train_joint(
+            cfg, df, pixels, sel, manufacturers, types, families, spec, version)
+    else:
+        types = {m: [t for t in leaves if not t.endswith(FAMILY_LEAF_SUFFIX)] for m, leaves in types.items()}
+        types = {m: leaves for m, leaves in types.items() if len(leaves) >= 2}
+        families = {m: {t: families[m][t] for t in leaves} for m, leaves in types.items()}
+        stage1, stage2, calibration, history, seconds = _train_images(
+            cfg, df, pixels, sel, manufacturers, types, spec, version)
+    labels = {"manufacturer": manufacturers, "types": {m: types[m] for m in stage2},
+              "families": {m: families[m] for m in stage2}, "type_threshold": cfg.type_threshold}
+    cascade = Cascade(stage1, stage2, labels, spec, version, cfg.threshold, type_threshold=cfg.type_threshold)
+    train_rows = df.iloc[sel["train"]]
+    photo_type_counts = train_rows[train_rows["domain"] == "photo"]["icao_type"].value_counts().to_dict()
     metrics = {
         "version": version,
         "config": {k: v for k, v in cfg.__dict__.items() if k != "extra"},
-        "counts": {s: df.loc[sel[s], "manufacturer"].value_counts().to_dict() for s in sel},
+        "counts": {s: {f"{d}/{m}": int(n) for (d, m), n in df.iloc[sel[s]].groupby(["domain", "manufacturer"])
+                       .size().items()} for s in sel},
         "type_counts_train": {m: sub.value_counts().to_dict()
-                              for m, sub in df.loc[sel["train"]].groupby("manufacturer")["icao_type"]},
+                              for m, sub in train_rows.groupby("manufacturer")["icao_type"]},
+        "photo_type_counts_train": {k: int(v) for k, v in photo_type_counts.items() if k},
         "calibration": calibration,
-        "history": histories,
-        "train_seconds": timings,
-        "test": test_metrics,
-        "total_seconds": round(time.time() - t0, 1),
+        "history": history,
+        "train_seconds": seconds,
     }
+    metrics.update(mev.evaluate_domains(cascade, df.iloc[sel["test"]], pixels[sel["test"]],
+                                        train_type_counts=metrics["photo_type_counts_train"]))
+    for section in ("real", "test"):
+        if metrics.get(section):
+            m = metrics[section]
+            _log(f"{section} test: n {m['n']}, manufacturer balanced acc {_f(m['manufacturer_balanced_accuracy'])}, "
+                 f"family {_f(m['family_accuracy'])}, type top-1 {_f(m['type_top1'])}")
+    metrics["total_seconds"] = round(time.time() - t0, 1)
     path = mio.save_version(cfg.models_dir, stage1, stage2, labels, spec, metrics,
                             model_card(cfg, df, labels, metrics, version), version=version)
     _log(f"saved {path} in {time.time() - t0:.0f}s total")

@@ -266,7 +266,7 @@ def test_train_lite2_fine_tune_and_load_without_model_package(weights_files, tmp
                       verbose=0, fine_tune=True, min_type_images=2)
     version = train(cfg)
     metrics = json.loads((version / "metrics.json").read_text())
-    assert metrics["config"]["backbone"] == "lite2" and metrics["test"]["n_test"] == 8
+    assert metrics["config"]["backbone"] == "lite2" and metrics["real"]["n_test"] == 8  # source "test": photos
     assert {p.name for p in version.glob("*.keras")} == {"manufacturer.keras", "type_Airbus.keras",
                                                         "type_Boeing.keras"}
     # R (reticulate) loads the .keras files with plain Keras in a process that never imports model/

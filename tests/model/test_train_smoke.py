@@ -58,7 +58,7 @@ def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_p
     assert test["n_test"] >= 20
     assert test["manufacturer_accuracy"] >= 0.7, test  # chance is 0.5 (measured: 0.79)
     assert (tmp_path / "models" / "latest").resolve() == version.resolve()
-    assert (tmp_path / "reports" / "figures" / "training_manufacturer.png").is_file()
+    assert (tmp_path / "reports" / "figures" / "training_joint.png").is_file()
     card = (version / "model_card.md").read_text()
     assert "GPL-2.0-or-later" in card and "manufacturer accuracy" in card
 

@@ -1,0 +1,181 @@
+"""Multi-task training of both cascade stages at once, on cached features.
+
+One trunk — a backbone's upper part fine-tuned over cached feature maps (``--fine-tune``), or a
+small dense layer over cached pooled features — feeds two linear heads: manufacturer logits
+(stage 1) and logits over every stage-2 *leaf* (ICAO types, and ``"<family> family"`` leaves for
+families seen only without a usable type). The exported stage-2 model of a manufacturer keeps
+that manufacturer's leaf columns, so its softmax is P(leaf | manufacturer).
+
+A photo labelled with a family alone ("B777", no designator) still teaches stage 2: its target is
+the *set* of its family's leaves, and its loss is ``-log sum_{leaf in set} p(leaf)`` (the
+partial-label likelihood; Jin & Ghahramani 2002, "Learning with multiple labels"). A fully
+labelled row is the special case of a one-leaf set, i.e. ordinary cross-entropy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backbones
+from . import preprocessing as pp
+
+
+def partial_label_loss(mask, logits):
+    """``-log(sum(softmax(logits) * mask))`` per row, computed stably in log space.
+
+    Args:
+        mask: float ``(n, L)``, 1 for the leaves the row's label allows, 0 elsewhere; a row must
+            allow at least one leaf (give unlabelled rows an all-ones mask and weight 0).
+        logits: float ``(n, L)``.
+    Returns:
+        float ``(n,)``, >= 0; 0 when all the probability is on allowed leaves.
+    """
+    from keras import ops
+
+    logits = ops.cast(logits, "float32")
+    allowed = ops.where(ops.cast(mask, "float32") > 0, logits, ops.full_like(logits, -1e9))
+    return ops.logsumexp(logits, axis=-1) - ops.logsumexp(allowed, axis=-1)
+
+
+def build(trunk_input_shape: tuple, n_manufacturers: int, n_leaves: int, upper=None, hidden: int = 256,
+          dropout: float = 0.3, flip: bool = True, seed: int = 0):
+    """The training model: cached features → ``{"manufacturer": logits, "leaves": logits}``.
+
+    Args:
+        trunk_input_shape: ``(h, w, c)`` feature maps (with ``upper``) or ``(d,)`` pooled features.
+        upper: the backbone's upper part (``Backbone.build_upper``), maps → pooled; ``None`` for
+            pooled inputs, which get ``Dense(hidden, relu)`` instead.
+        flip: random horizontal flips of the feature maps while training (maps only).
+    Returns:
+        ``(model, trunk)``: ``trunk`` is the layer whose ``trainable`` :func:`fit` toggles
+        (``upper``, or the dense layer).
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=trunk_input_shape, name="features")
+    if upper is not None:
+        x = layers.RandomFlip("horizontal", seed=seed)(inputs) if flip else inputs
+        x = upper(x, training=False)  # BatchNormalization stays in inference mode
+        trunk = upper
+    else:
+        trunk = layers.Dense(hidden, activation="relu", name="hidden")
+        x = trunk(layers.Dropout(dropout)(inputs))
+    x = layers.Dropout(dropout)(x)
+    outputs = {"manufacturer": layers.Dense(n_manufacturers, name="manufacturer", dtype="float32")(x),
+               "leaves": layers.Dense(max(n_leaves, 1), name="leaves", dtype="float32")(x)}
+    return keras.Model(inputs, outputs, name="joint"), trunk
+
+
+def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict, epochs: int,
+        leaf_weight: float = 1.0, batch_size: int = 32, head_epochs: int = 2, lr: float = 1e-4,
+        patience: int = 3, fine_tune: bool = True, verbose: int = 2) -> dict:
+    """Phase 1: the heads alone (trunk frozen, Adam 1e-3, ``head_epochs``); phase 2 (when
+    ``fine_tune``): the trunk too, at ``lr`` (BatchNormalization frozen), early stopping on the
+    validation loss with the best weights restored. Without ``fine_tune`` (pooled features) one
+    phase trains trunk and heads at 1e-3 with early stopping.
+
+    Args:
+        y_tr / y_va: ``{"manufacturer": int (n,), "leaves": float mask (n, L)}``.
+        w_tr / w_va: sample weights per output, float ``(n,)``.
+        leaf_weight: weight of the leaf loss against the manufacturer loss.
+    Returns:
+        The training history ``{metric: [per epoch]}`` of both phases, concatenated.
+    """
+    import keras
+    from keras import layers
+
+    def compile_(learning_rate):
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss={"manufacturer": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            "leaves": partial_label_loss},
+                      loss_weights={"manufacturer": 1.0, "leaves": leaf_weight})
+
+    def set_trainable(flag: bool):
+        trunk.trainable = flag
+        for layer in getattr(trunk, "layers", []):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
+
+    history: dict = {}
+    phases = ([(1e-3, head_epochs, False, []), (lr, epochs, True, "stop")] if fine_tune
+              else [(1e-3, max(epochs, 40), True, "stop")])
+    for learning_rate, n_epochs, trainable, stop in phases:
+        set_trainable(trainable)
+        compile_(learning_rate)
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                   restore_best_weights=True)] if stop else []
+        hist = model.fit(x_tr, y_tr, sample_weight=w_tr, validation_data=(x_va, y_va, w_va), epochs=n_epochs,
+                         batch_size=batch_size, verbose=verbose, callbacks=callbacks, shuffle=True)
+        for k, vals in hist.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vals)
+    return history
+
+
+def logits(model, x, batch_size: int = 128) -> dict[str, np.ndarray]:
+    """Both heads' logits over cached features ``x``: ``{"manufacturer": (n, M), "leaves": (n, L)}``."""
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def export(model, backbone: str, spec: pp.PreprocessingSpec, weights: str | None, cut: str | None,
+           leaf_columns: dict[str, list[int]], inputs: str = "features"):
+    """Image models from the trained joint model.
+
+    Args:
+        backbone: registry name; cut: the cut the maps were taken at (``None``: pooled features).
+        inputs: ``"features"`` (the model was trained on cached maps/pooled features: the frozen
+            backbone part is put in front) or ``"images"`` (:mod:`model.full`: the model already
+            holds the whole, fine-tuned backbone).
+        leaf_columns: ``{manufacturer: [leaf column indices]}`` for each stage-2 model.
+    Returns:
+        ``(stage1, {manufacturer: stage2})``: Keras models, float32 images in [0, 1]
+        ``(n, H, W, 3)`` → logits (stage 1 over manufacturers, stage 2 over that manufacturer's
+        leaves, in ``leaf_columns`` order). Built from standard Keras layers only, so
+        ``keras.models.load_model`` reads them without this package (R through reticulate).
+    """
+    import keras
+    from keras import layers
+
+    bb = backbones.get(backbone)
+    inputs_head = model.inputs[0]
+
+    def features_of(images):
+        if inputs == "images":
+            return images
+        if cut is None:
+            base = bb.build(spec.input_shape, weights)
+            base.trainable = False
+            return base(images, training=False)
+        lower = bb.build_lower(spec.input_shape, cut, weights)
+        lower.trainable = False
+        return lower(images, training=False)
+
+    # the trained part between the cached features and the heads, without dropout/flip
+    trunk_layers = [lyr for lyr in model.layers if lyr.name not in ("manufacturer", "leaves")
+                    and not isinstance(lyr, (layers.InputLayer, layers.Dropout, layers.RandomFlip))]
+    del inputs_head
+
+    def trunk(x):
+        for lyr in trunk_layers:
+            x = lyr(x)
+        return x
+
+    def head(name: str, columns: list[int] | None, out_name: str):
+        dense = model.get_layer(name)
+        kernel, bias = dense.get_weights()
+        if columns is not None:
+            kernel, bias = kernel[:, columns], bias[columns]
+        new = layers.Dense(kernel.shape[1], name=out_name, dtype="float32")
+        new.build((None, kernel.shape[0]))
+        new.set_weights([kernel, bias])
+        return new
+
+    def image_model(name: str, dense):
+        images = keras.Input(shape=spec.input_shape, name="image")
+        return keras.Model(images, dense(trunk(features_of(images))), name=name)
+
+    stage1 = image_model("manufacturer_logits", head("manufacturer", None, "logits"))
+    stage2 = {m: image_model(f"type_{m}_logits", head("leaves", cols, "logits"))
+              for m, cols in leaf_columns.items()}
+    return stage1, stage2
