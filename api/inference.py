@@ -143,11 +143,12 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
 
 
 def native_body(result: Result) -> dict:
-    """The native ``/predict`` answer: model version, the single image's manufacturer/type/unsure
-    at top level (when one image), every prediction, and timing in milliseconds."""
+    """The native ``/predict`` answer: model version, the single image's manufacturer, family,
+    type, answer and unsure at top level (when one image), every prediction, and timing in
+    milliseconds."""
     body = {"model_version": result.model_version}
     if len(result.predictions) == 1:
-        body.update({k: result.predictions[0][k] for k in ("manufacturer", "type", "unsure")})
+        body.update({k: result.predictions[0][k] for k in ("manufacturer", "family", "type", "answer", "unsure")})
     body["predictions"] = result.predictions
     body["timing_ms"] = {"decode": result.decode_ms, "inference": result.inference_ms}
     return body
@@ -156,14 +157,21 @@ def native_body(result: Result) -> dict:
 def flat_outputs(pred: dict) -> dict:
     """One prediction as named scalar outputs (the OIP v2 / TF Serving views).
 
-    ``type`` is ``""`` and its probabilities 0.0 when the manufacturer has no type model.
+    ``family`` / ``type`` are ``""`` and their probabilities 0.0 where the answer does not reach
+    that level (no stage-2 model; a type not confident enough, see :class:`model.cascade.Cascade`).
+    ``answer`` is the answer's label ("B77W", "B777 family" or "Boeing") and ``joint_probability``
+    its joint probability.
     """
-    t = pred["type"]
+    t, f = pred["type"], pred["family"]
+    best = pred["branches"][0]
     return {
         "manufacturer": pred["manufacturer"]["label"],
         "manufacturer_probability": pred["manufacturer"]["probability"],
+        "family": f["label"] or "",
+        "family_probability": f["probability"] if f["probability"] is not None else 0.0,
         "type": t["label"] or "",
         "type_probability": t["probability"] if t["probability"] is not None else 0.0,
-        "joint_probability": t["joint_probability"] if t["joint_probability"] is not None else 0.0,
+        "answer": pred["answer"]["label"],
+        "joint_probability": best["joint_probability"],
         "unsure": pred["unsure"],
     }

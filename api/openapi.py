@@ -41,32 +41,52 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "required": ["label", "probability"],
         "properties": {"label": {"type": "string", "example": "Boeing"}, "probability": _PROB},
     },
+    "FamilyResult": {
+        "type": "object", "required": ["label", "probability", "joint_probability"],
+        "description": "aircraft family (A320 = A318-A321, B737 incl. the MAX, ...); `probability` is "
+                       "P(family | manufacturer), the sum of its stage-2 leaves; null when the "
+                       "manufacturer has no stage-2 model",
+        "properties": {"label": {**_STR_OR_NULL, "example": "B737"}, "probability": _PROB_OR_NULL,
+                       "joint_probability": _PROB_OR_NULL},
+    },
     "TypeResult": {
         "type": "object", "required": ["label", "probability", "joint_probability"],
-        "description": "ICAO type designator; `probability` is P(type | manufacturer), "
-                       "`joint_probability` P(manufacturer) x P(type | manufacturer); null when the "
-                       "manufacturer has no type model",
+        "description": "ICAO type designator, named only when it is a trained type whose "
+                       "P(type | manufacturer) reaches the type threshold (else null: the answer "
+                       "stops at the family); `joint_probability` P(manufacturer) x P(type | manufacturer)",
         "properties": {"label": {**_STR_OR_NULL, "example": "B738"}, "probability": _PROB_OR_NULL,
                        "joint_probability": _PROB_OR_NULL},
     },
+    "Answer": {
+        "type": "object", "required": ["level", "label"],
+        "description": "the answer at the level the model knows",
+        "properties": {"level": {"type": "string", "enum": ["type", "family", "manufacturer"]},
+                       "label": {"type": "string", "example": "B777 family"}},
+    },
     "Branch": {
         "type": "object",
-        "required": ["manufacturer", "manufacturer_probability", "type", "type_probability", "joint_probability"],
+        "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
+                     "type_probability", "joint_probability"],
         "properties": {"manufacturer": {"type": "string"}, "manufacturer_probability": _PROB,
+                       "family": _STR_OR_NULL, "family_probability": _PROB_OR_NULL,
                        "type": _STR_OR_NULL, "type_probability": _PROB_OR_NULL,
-                       "joint_probability": _PROB_OR_NULL},
+                       "joint_probability": {**_PROB, "description": "P(manufacturer) x P(answer | manufacturer)"}},
     },
     "TopK": {
-        "type": "object", "required": ["manufacturer", "type", "probability"],
-        "properties": {"manufacturer": {"type": "string"}, "type": _STR_OR_NULL,
+        "type": "object", "required": ["manufacturer", "family", "type", "probability"],
+        "properties": {"manufacturer": {"type": "string"}, "family": _STR_OR_NULL,
+                       "type": {**_STR_OR_NULL, "description": "null for a whole-family leaf"},
                        "probability": {**_PROB, "description": "joint probability"}},
     },
     "Prediction": {
-        "type": "object", "required": ["file", "manufacturer", "type", "unsure", "branches", "top_k"],
+        "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "unsure", "branches",
+                                       "top_k"],
         "properties": {
             "file": {"type": "string", "description": "the image's name in the request"},
             "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
+            "family": {"$ref": "#/components/schemas/FamilyResult"},
             "type": {"$ref": "#/components/schemas/TypeResult"},
+            "answer": {"$ref": "#/components/schemas/Answer"},
             "unsure": {"type": "boolean", "description": "top manufacturer probability under the routing "
                                                          "threshold: both leading branches are given"},
             "branches": {"type": "array", "items": {"$ref": "#/components/schemas/Branch"}},
@@ -78,7 +98,9 @@ SCHEMAS: dict[str, dict] = {
         "properties": {
             "model_version": {"type": "string"},
             "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
+            "family": {"$ref": "#/components/schemas/FamilyResult"},
             "type": {"$ref": "#/components/schemas/TypeResult"},
+            "answer": {"$ref": "#/components/schemas/Answer"},
             "unsure": {"type": "boolean"},
             "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
             "timing_ms": {"type": "object", "required": ["decode", "inference"],
@@ -98,7 +120,11 @@ SCHEMAS: dict[str, dict] = {
             "model_version": {"type": "string"}, "created": _STR_OR_NULL,
             "labels": {"type": "object", "properties": {
                 "manufacturer": {"type": "array", "items": {"type": "string"}},
-                "types": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
+                "types": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                "families": {"type": "object", "description": "per manufacturer: stage-2 leaf -> family",
+                             "additionalProperties": {"type": "object",
+                                                      "additionalProperties": {"type": "string"}}},
+                "type_threshold": _PROB}},
             "preprocessing": {"type": "object", "description": "PreprocessingSpec and reference_sha256"},
             "threshold": _PROB,
             "metrics": {"type": "object"},

@@ -127,17 +127,35 @@ def smoke(model_dir: str, images: list[Path], truth: dict[str, tuple[str, str]] 
                 rows.append({"file": p.name, "error": body.get("message", r.text)})
                 continue
             row = {"file": p.name, "manufacturer": body["manufacturer"]["label"],
-                   "p_manufacturer": body["manufacturer"]["probability"], "type": body["type"]["label"] or "",
-                   "p_type": body["type"]["probability"] or 0.0, "unsure": body["unsure"]}
+                   "p_manufacturer": body["manufacturer"]["probability"], "family": body["family"]["label"] or "",
+                   "p_family": body["family"]["probability"] or 0.0, "type": body["type"]["label"] or "",
+                   "p_type": body["type"]["probability"] or 0.0, "answer": body["answer"]["label"],
+                   "unsure": body["unsure"]}
             if truth and p.name in truth:
-                row["true"] = "/".join(x for x in truth[p.name] if x)
+                m, f, t = truth[p.name]
+                row["true"] = "/".join(x for x in (m, f, t) if x)
+                row["ok"] = {"manufacturer": row["manufacturer"] == m, "family": bool(f) and row["family"] == f,
+                             "type": bool(t) and row["type"] == t, "has_family": bool(f), "has_type": bool(t)}
             rows.append(row)
     return rows
 
 
+def summary(rows: list[dict]) -> str:
+    """``"manufacturer 11/12, family 9/12, type named and right 3/5 (of the photos with a known type)"``."""
+    scored = [r["ok"] for r in rows if "ok" in r]
+    if not scored:
+        return ""
+    fam = [o for o in scored if o["has_family"]]
+    typ = [o for o in scored if o["has_type"]]
+    return (f"right: manufacturer {sum(o['manufacturer'] for o in scored)}/{len(scored)}, "
+            f"family {sum(o['family'] for o in fam)}/{len(fam)}, "
+            f"type named and right {sum(o['type'] for o in typ)}/{len(typ)} (photos with a known type)")
+
+
 def print_table(rows: list[dict]) -> None:
     """A fixed-width table of smoke results on stdout."""
-    cols = ["file", "true", "manufacturer", "p_manufacturer", "type", "p_type", "unsure"]
+    cols = ["file", "true", "manufacturer", "p_manufacturer", "family", "p_family", "type", "p_type", "answer",
+            "unsure"]
     cols = [c for c in cols if any(c in r for r in rows)]
     fmt = {c: (lambda v: f"{v:.3f}") if c.startswith("p_") else str for c in cols}
     cells = [[fmt[c](r[c]) if c in r else r.get("error", "") if c == "manufacturer" else "" for c in cols] for r in rows]
@@ -146,3 +164,5 @@ def print_table(rows: list[dict]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    if summary(rows):
+        print(summary(rows))

@@ -7,8 +7,6 @@
 #        input is not rewritten; pHashes cached by sha256 in data/processed/)
 #   make import-fgvc [FGVC_ROOT=data/external/fgvc-aircraft] [DOWNLOAD=1]
 #        FGVC-Aircraft 2013b -> data/raw/fgvc/metadata.csv (DOWNLOAD=1 fetches the 2.75 GB archive)
-REAL_DATA ?= $(SHARED)/data/real-airliners
-REAL_OUT  ?= data/raw/real-airliners
 FGVC_ROOT ?= data/external/fgvc-aircraft
 FGVC_OUT  ?= data/raw/fgvc
 DOWNLOAD  ?= 0
@@ -16,7 +14,7 @@ DOWNLOAD  ?= 0
 .PHONY: import-real import-fgvc
 
 import-real: venv  ## import ../shared/data/real-airliners in place -> data/raw/real-airliners/metadata.csv
-	$(PY) -m ingest real-airliners --root "$(REAL_DATA)" --out "$(REAL_OUT)"
+	time $(PY) -m ingest real-airliners --root "$(REAL_DATA)" --out "$(REAL_OUT)"
 
 import-fgvc: venv  ## import FGVC-Aircraft in place -> data/raw/fgvc/metadata.csv (DOWNLOAD=1 to fetch it)
 	$(PY) -m ingest fgvc --root "$(FGVC_ROOT)" --out "$(FGVC_OUT)" $(if $(filter 1,$(DOWNLOAD)),--download)

@@ -15,9 +15,7 @@
 #   make test-synth      tests/synth (real package, tiny renders; about 20-40 s)
 
 SYNTH_WORKERS ?= 2
-COMPOSITE_DIR ?= $(SYNTH_DIR)-composite
 PER_RENDER    ?= 1
-REAL_OUT      ?= data/raw/real-airliners
 
 .PHONY: synth-fetch synth-list synth-other synth-sheet synth-composite test-synth
 
@@ -45,3 +43,6 @@ $(REAL_OUT)/metadata.csv: | venv
 
 test-synth: venv apt
 	$(PY) -m pytest tests/synth -q
+
+$(COMPOSITE_DIR)/metadata.csv: | venv
+	$(MAKE) --no-print-directory synth-composite

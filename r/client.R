@@ -46,9 +46,12 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
     data.frame(file = .chr(p$file),
                manufacturer = .chr(p$manufacturer$label),
                p_manufacturer = .num(p$manufacturer$probability),
+               family = .chr(p$family$label),
+               p_family = .num(p$family$probability),
                icao_type = .chr(p$type$label),
                p_type = .num(p$type$probability),
                p_joint = .num(p$type$joint_probability),
+               answer = .chr(p$answer$label),
                unsure = isTRUE(p$unsure),
                model_version = .chr(doc$model_version),
                stringsAsFactors = FALSE)
@@ -63,10 +66,12 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #' @param top_k number of (manufacturer, type) pairs the server ranks (1..50).
 #' @param timeout seconds.
 #' @return data.frame, one row per file in order: file (the name sent), manufacturer,
-#'   p_manufacturer (calibrated probability in [0, 1]), icao_type (ICAO type designator, NA
-#'   when the manufacturer has no type model), p_type (P(type | manufacturer)), p_joint
-#'   (P(manufacturer) * P(type | manufacturer)), unsure (top manufacturer probability below the
-#'   server's threshold), model_version.
+#'   p_manufacturer (calibrated probability in [0, 1]), family (aircraft family, e.g. "B777";
+#'   NA when the manufacturer has no stage-2 model), p_family (P(family | manufacturer)),
+#'   icao_type (ICAO type designator, NA unless the server is sure enough to name it), p_type
+#'   (P(type | manufacturer)), p_joint (P(manufacturer) * P(type | manufacturer)), answer (the
+#'   answer at the level the model knows: "B77W", "B777 family" or "Boeing"), unsure (top
+#'   manufacturer probability below the server's threshold), model_version.
 ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120) {
   if (!length(paths)) stop("no files to classify")
   missing <- paths[!file.exists(paths)]
@@ -98,8 +103,10 @@ ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern =
   paths <- sort(list.files(dir, pattern = pattern, ignore.case = TRUE, full.names = TRUE))
   if (!length(paths)) {
     return(data.frame(file = character(0), manufacturer = character(0), p_manufacturer = numeric(0),
+                      family = character(0), p_family = numeric(0),
                       icao_type = character(0), p_type = numeric(0), p_joint = numeric(0),
-                      unsure = logical(0), model_version = character(0), path = character(0),
+                      answer = character(0), unsure = logical(0), model_version = character(0),
+                      path = character(0),
                       stringsAsFactors = FALSE))
   }
   batches <- split(paths, ceiling(seq_along(paths) / batch_size))
@@ -120,7 +127,8 @@ ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern =
 
 #' The served model version as a one-row data.frame: model_version, created, threshold,
 #' height, width (input size in pixels), resize (Pillow filter), scale, offset,
-#' reference_sha256, manufacturers (comma-separated labels), n_types, load_seconds.
+#' reference_sha256, manufacturers (comma-separated labels), n_types (stage-2 classes, whole-family
+#' classes included), load_seconds.
 ps_metadata <- function(url, timeout = 30) {
   doc <- .ps_json(httr::GET(paste0(sub("/$", "", url), "/metadata"), httr::timeout(timeout)))
   pp <- doc$preprocessing
@@ -133,15 +141,24 @@ ps_metadata <- function(url, timeout = 30) {
              stringsAsFactors = FALSE)
 }
 
-#' The label set of the served model as a long data.frame (manufacturer, icao_type); a
-#' manufacturer without a type model has one row with icao_type NA.
+#' The label set of the served model as a long data.frame, one row per stage-2 class
+#' (manufacturer, family, icao_type): a whole-family class ("B787 family") has icao_type NA; a
+#' manufacturer without a stage-2 model has one row with family and icao_type NA.
 ps_labels <- function(url, timeout = 30) {
   doc <- .ps_json(httr::GET(paste0(sub("/$", "", url), "/metadata"), httr::timeout(timeout)))
   mans <- unlist(doc$labels$manufacturer)
   rows <- lapply(mans, function(m) {
-    types <- unlist(doc$labels$types[[m]])
-    if (!length(types)) types <- NA_character_
-    data.frame(manufacturer = m, icao_type = types, stringsAsFactors = FALSE)
+    leaves <- unlist(doc$labels$types[[m]])
+    if (!length(leaves)) {
+      return(data.frame(manufacturer = m, family = NA_character_, icao_type = NA_character_,
+                        stringsAsFactors = FALSE))
+    }
+    fams <- vapply(leaves, function(t) {
+      f <- doc$labels$families[[m]][[t]]
+      if (is.null(f)) sub(" family$", "", t) else f
+    }, character(1), USE.NAMES = FALSE)
+    types <- ifelse(endsWith(leaves, " family"), NA_character_, leaves)
+    data.frame(manufacturer = m, family = fams, icao_type = types, stringsAsFactors = FALSE)
   })
   do.call(rbind, rows)
 }

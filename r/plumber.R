@@ -222,7 +222,9 @@ classify <- function(images, top_k) {
   body <- list(model_version = CASCADE$version)
   if (length(predictions) == 1L) {
     body$manufacturer <- predictions[[1]]$manufacturer
+    body$family <- predictions[[1]]$family
     body$type <- predictions[[1]]$type
+    body$answer <- predictions[[1]]$answer
     body$unsure <- predictions[[1]]$unsure
   }
   body$predictions <- predictions

@@ -24,7 +24,9 @@ def smoke_photos() -> list[Path]:
 
 def build_tiny_cascade(models_dir: Path, size: int = 32, seed: int = 0) -> Path:
     """A real (random-weights) cascade version: compact CNNs at ``size`` px, 2 manufacturers,
-    2 ICAO types each. Returns the version folder."""
+    each with 2 ICAO types and one whole-family leaf (A350 / B777 family), type threshold 0.34
+    (so its near-uniform answers land at type level for some images, family level for others).
+    Returns the version folder."""
     import keras
 
     from model import architectures as arch
@@ -34,7 +36,11 @@ def build_tiny_cascade(models_dir: Path, size: int = 32, seed: int = 0) -> Path:
 
     keras.utils.set_random_seed(seed)
     spec = pp.PreprocessingSpec(height=size, width=size)
-    labels = {"manufacturer": ["Airbus", "Boeing"], "types": {"Airbus": ["A320", "A388"], "Boeing": ["B738", "B744"]}}
+    labels = {"manufacturer": ["Airbus", "Boeing"],
+              "types": {"Airbus": ["A320", "A388", "A350 family"], "Boeing": ["B738", "B744", "B777 family"]},
+              "families": {"Airbus": {"A320": "A320", "A388": "A380", "A350 family": "A350"},
+                           "Boeing": {"B738": "B737", "B744": "B747", "B777 family": "B777"}},
+              "type_threshold": 0.34}
 
     def tiny(n, name):
         return calibrated(arch.build_compact_cnn(spec.input_shape, n, width=4, name=name), 1.0, name)

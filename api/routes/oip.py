@@ -11,8 +11,11 @@ version folder's name. Inference takes one input (any name; ``image`` is adverti
   4-byte little-endian length and the raw bytes (Triton's BYTES serialisation).
 
 Outputs (shape ``[n]`` each): ``manufacturer`` (BYTES), ``manufacturer_probability`` (FP64),
-``type`` (BYTES; ``""`` when the manufacturer has no type model), ``type_probability`` (FP64;
-P(type | manufacturer)), ``joint_probability`` (FP64), ``unsure`` (BOOL). A request's ``outputs``
+``family`` (BYTES; ``""`` when the manufacturer has no stage-2 model), ``family_probability`` (FP64;
+P(family | manufacturer)), ``type`` (BYTES; ``""`` unless the answer names a type),
+``type_probability`` (FP64; P(type | manufacturer)), ``answer`` (BYTES: "B77W", "B777 family" or
+"Boeing"), ``joint_probability`` (FP64; P(manufacturer) x P(answer | manufacturer)), ``unsure``
+(BOOL); see :func:`api.inference.flat_outputs`. A request's ``outputs``
 list selects some of them. Health answers are 200 for true and 503 for false (the protocol
 reads any non-200 code as false).
 """
@@ -30,8 +33,9 @@ from ..errors import APIError
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 
-OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("type", "BYTES"),
-           ("type_probability", "FP64"), ("joint_probability", "FP64"), ("unsure", "BOOL")]
+OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("family", "BYTES"),
+           ("family_probability", "FP64"), ("type", "BYTES"), ("type_probability", "FP64"),
+           ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL")]
 
 
 def _version() -> str:

@@ -61,7 +61,7 @@ def test_oip_v2_health_and_metadata(server):
     meta = requests.get(server.url + f"/v2/models/{MODEL}", timeout=5).json()
     assert meta["versions"] == ["20000101T000000Z"]
     assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
-    assert {o["name"] for o in meta["outputs"]} >= {"manufacturer", "type", "unsure"}
+    assert {o["name"] for o in meta["outputs"]} >= {"manufacturer", "family", "type", "answer", "unsure"}
     assert requests.get(server.url + f"/v2/models/{MODEL}/ready", timeout=5).json() == {"name": MODEL, "ready": True}
     r = requests.get(server.url + "/v2/models/resnet/ready", timeout=5)
     assert r.status_code == 404 and r.json()["error"] == "model_not_found"
@@ -79,7 +79,9 @@ def test_oip_v2_infer_json_and_binary_agree_with_native(server, smoke_photos):
     out = {o["name"]: o for o in body["outputs"]}
     assert out["manufacturer"]["datatype"] == "BYTES" and out["manufacturer"]["shape"] == [2]
     assert out["manufacturer"]["data"] == [n["manufacturer"]["label"] for n in native]
-    assert out["type"]["data"] == [n["type"]["label"] for n in native]
+    assert out["type"]["data"] == [n["type"]["label"] or "" for n in native]
+    assert out["family"]["data"] == [n["family"]["label"] for n in native]
+    assert out["answer"]["data"] == [n["answer"]["label"] for n in native]
     assert out["unsure"]["data"] == [n["unsure"] for n in native]
     assert out["manufacturer_probability"]["data"] == pytest.approx(
         [n["manufacturer"]["probability"] for n in native], abs=1e-5)
@@ -126,7 +128,8 @@ def test_tf_serving_status_and_predict_formats(server, smoke_photos):
                         json={"inputs": {"image": [{"b64": _b64(photo)}]}}).json()
     assert row["predictions"] == named["predictions"]
     p = row["predictions"][0]
-    assert p["manufacturer"] == native["manufacturer"]["label"] and p["type"] == native["type"]["label"]
+    assert p["manufacturer"] == native["manufacturer"]["label"] and p["type"] == (native["type"]["label"] or "")
+    assert p["family"] == native["family"]["label"] and p["answer"] == native["answer"]["label"]
     assert col["outputs"]["manufacturer"] == [p["manufacturer"]] and col["outputs"]["unsure"] == [p["unsure"]]
     bad = requests.post(server.url + f"/v1/models/{MODEL}:predict", json={"instances": [{"x": 1, "y": 2}]}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"] == "bad_json"

@@ -21,8 +21,14 @@ def test_predict_multipart_real_jpeg(server, smoke_photos):
     assert 0.0 <= body["manufacturer"]["probability"] <= 1.0
     m = body["manufacturer"]["label"]
     expected_types = {"Airbus": {"A320", "A388"}, "Boeing": {"B738", "B744"}}[m]
-    assert body["type"]["label"] in expected_types
-    assert isinstance(body["type"]["probability"], float)
+    expected_families = {"Airbus": {"A320", "A380", "A350"}, "Boeing": {"B737", "B747", "B777"}}[m]
+    assert body["family"]["label"] in expected_families
+    assert isinstance(body["family"]["probability"], float)
+    if body["type"]["label"] is not None:  # named only when confident (type threshold 0.34)
+        assert body["type"]["label"] in expected_types and body["type"]["probability"] >= 0.34
+        assert body["answer"] == {"level": "type", "label": body["type"]["label"]}
+    else:
+        assert body["answer"] == {"level": "family", "label": body["family"]["label"] + " family"}
     assert isinstance(body["unsure"], bool)
     assert body["predictions"][0]["file"] == photo.name
 
@@ -107,5 +113,6 @@ def test_unknown_route_is_json_404(server):
 def test_metadata(server):
     body = requests.get(server.url + "/metadata", timeout=10).json()
     assert body["model_version"] == "20000101T000000Z"
-    assert body["labels"]["types"]["Boeing"] == ["B738", "B744"]
+    assert body["labels"]["types"]["Boeing"] == ["B738", "B744", "B777 family"]
+    assert body["labels"]["families"]["Boeing"]["B777 family"] == "B777"
     assert len(body["preprocessing"]["reference_sha256"]) == 64

@@ -15,6 +15,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "reports" / "api" / "webpage.png"
 TYPES = {"A320", "A388", "B738", "B744"}
+FAMILIES = {"A320", "A380", "A350", "B737", "B747", "B777"}
 
 DROP_JS = """
 const done = arguments[arguments.length - 1];
@@ -76,13 +77,18 @@ def test_upload_shows_both_stages_and_top_k(server, smoke_photos, browser):
     _wait(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
     assert _text(browser, "status") == f"Done: {photo.name}"
     assert _text(browser, "manufacturer") == api["manufacturer"]["label"]
-    assert _text(browser, "type") == api["type"]["label"] and _text(browser, "type") in TYPES
+    assert _text(browser, "family") == api["family"]["label"] and _text(browser, "family") in FAMILIES
+    assert _text(browser, "answer") == api["answer"]["label"]
+    if api["type"]["label"]:
+        assert _text(browser, "type") == api["type"]["label"] and _text(browser, "type") in TYPES
+    else:  # not confident enough: the page says the answer stops at the family
+        assert "family" in _text(browser, "type")
     assert _text(browser, "manufacturer-p") == f"{100 * api['manufacturer']['probability']:.1f} %"
     topk = browser.find_elements(By.CSS_SELECTOR, "#topk-table tbody tr")
     assert len(topk) == len(api["predictions"][0]["top_k"]) >= 1
     first = [td.text for td in topk[0].find_elements(By.TAG_NAME, "td")]
     best = api["predictions"][0]["top_k"][0]
-    assert first[:3] == ["1", best["manufacturer"], best["type"]]
+    assert first[:4] == ["1", best["manufacturer"], best["family"], best["type"] or best["family"] + " family"]
     branches = browser.find_elements(By.CSS_SELECTOR, "#branches tbody tr")
     assert len(branches) == (2 if api["unsure"] else 1)
     assert browser.find_element(By.ID, "unsure").is_displayed() == api["unsure"]

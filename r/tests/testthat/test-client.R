@@ -10,9 +10,10 @@ test_that("metadata is a one-row data frame describing the served model", {
   expect_match(md$reference_sha256, "^[0-9a-f]{64}$")
   expect_true(md$threshold >= 0 && md$threshold <= 1)
   labels <- ps_labels(server_url())
-  expect_setequal(names(labels), c("manufacturer", "icao_type"))
+  expect_setequal(names(labels), c("manufacturer", "family", "icao_type"))
   expect_equal(paste(unique(labels$manufacturer), collapse = ","), md$manufacturers)
-  expect_equal(sum(!is.na(labels$icao_type)), md$n_types)
+  expect_equal(sum(!is.na(labels$family)), md$n_types)
+  expect_true(all(is.na(labels$icao_type) | nchar(labels$icao_type) == 4L))  # ICAO designators or NA
 })
 
 test_that("classifying one file gives one row with probabilities and known labels", {
@@ -22,10 +23,17 @@ test_that("classifying one file gives one row with probabilities and known label
   expect_equal(nrow(df), 1L)
   expect_equal(df$file, basename(photo))
   expect_true(df$manufacturer %in% labels$manufacturer)
-  expect_true(df$icao_type %in% labels$icao_type[labels$manufacturer == df$manufacturer])
-  expect_true(all(c(df$p_manufacturer, df$p_type, df$p_joint) >= 0 &
-                  c(df$p_manufacturer, df$p_type, df$p_joint) <= 1))
-  expect_equal(df$p_joint, df$p_manufacturer * df$p_type, tolerance = 1e-12)
+  expect_true(df$family %in% labels$family[labels$manufacturer == df$manufacturer])
+  expect_true(all(c(df$p_manufacturer, df$p_family) >= 0 & c(df$p_manufacturer, df$p_family) <= 1))
+  if (is.na(df$icao_type)) {  # not sure enough of a type: the answer stops at the family
+    expect_equal(df$answer, paste(df$family, "family"))
+    expect_true(is.na(df$p_type) && is.na(df$p_joint))
+  } else {
+    expect_true(df$icao_type %in% labels$icao_type[labels$manufacturer == df$manufacturer])
+    expect_equal(df$answer, df$icao_type)
+    expect_true(df$p_type >= 0 && df$p_type <= 1 && df$p_type <= df$p_family + 1e-12)
+    expect_equal(df$p_joint, df$p_manufacturer * df$p_type, tolerance = 1e-12)
+  }
   expect_equal(df$model_version, ps_metadata(server_url())$model_version)
 })
 
