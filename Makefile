@@ -105,6 +105,14 @@ $(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
 .PHONY: train
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
 
+# The whole backbone fine-tuned on freshly augmented images (model/full.py): hours on 2 CPU cores,
+# minutes on a GPU (README). Writes a new version and points models/latest at it.
+FULL_EPOCHS ?= 20
+.PHONY: train-full
+train-full: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## fine-tune the whole backbone on augmented images (slow on a CPU; FULL_EPOCHS, TRAIN_ARGS)
+	time $(PY) -m model train --full --data $(TRAIN_DATA) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
+	  --epochs $(FULL_EPOCHS) --patience 5 --seed $(SEED) $(TRAIN_ARGS)
+
 $(REPORTS)/metrics.json: $(LATEST)/manifest.json
 	time $(PY) -m model evaluate --model-dir $(LATEST) --data $(TRAIN_DATA) --seed $(SEED)
 

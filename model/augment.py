@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from . import preprocessing as pp
+from .io import write_npy
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,5 @@ def make_views(paths: list[str], shas: list[str], crop_boxes: list[str], spec: p
     else:
         out = np.stack([_one(j) for j in jobs])
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache)
+        write_npy(cache, out)
     return out

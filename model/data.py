@@ -18,6 +18,7 @@ from scrape.families import family_of
 from scrape.schema import COLUMNS, METADATA_FILE, SPLITS
 
 from . import preprocessing as pp
+from .io import write_npy
 
 PROCESSED_DIR = Path("data/processed")
 
@@ -205,8 +206,5 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         out = np.concatenate([b.numpy() for b in ds], axis=0)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache)
+        write_npy(cache, out)
     return out

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import backbones
 from . import preprocessing as pp
+from .io import write_npy
 from .weighting import class_weights
 
 #: ``--backbone`` names that train heads on cached frozen features: one per registered backbone
@@ -99,10 +100,7 @@ def compute(name: str, pixels: np.ndarray, df: pd.DataFrame, spec: pp.Preprocess
         store = new if store is None else np.concatenate([store, new])
         for k, i in enumerate(missing):
             cached[shas[i]] = base + k
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, store)
-        os.replace(tmp, npy)
+        write_npy(npy, store)
         tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
         tmp_index.write_text(json.dumps(cached))
         os.replace(tmp_index, index_path)

@@ -63,6 +63,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def write_npy(path: Path, array) -> None:
+    """Save a NumPy array atomically (``<name>.tmp<pid>.npy`` beside it, then ``os.replace``), so a
+    killed run never leaves a half-written cache; creates the parent folder."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
