@@ -30,7 +30,8 @@ def _train(args) -> int:
                       patience=args.patience, verbose=args.verbose, fine_tune=args.fine_tune,
                       mixed_precision=args.mixed_precision, min_type_images=args.min_type_images,
                       type_threshold=args.type_threshold, photo_share=args.photo_share,
-                      family_power=args.family_power, photo_views=args.photo_views,
+                      family_power=args.family_power, source_power=args.source_power,
+                      photo_views=args.photo_views,
                       leaf_weight=args.leaf_weight, cut=args.cut, full=args.full, init_weights=args.init_weights,
                       save_weights=args.save_weights, workers=args.workers)
     path = train(cfg)
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--family-power", type=float, default=0.5,
                    help="1: every family of a manufacturer weighs the same in training; 0: families by row count; "
                         "0.5: by the square root of the row count")
+    t.add_argument("--source-power", type=float, default=0.0,
+                   help="1: every photo collection of a (manufacturer, family) weighs the same in training; 0: by row count")
     t.add_argument("--leaf-weight", type=float, default=1.0, help="weight of the stage-2 loss in joint training")
     t.add_argument("--min-type-images", type=int, default=8,
                    help="training rows an ICAO type (or a family-only class) needs to become a stage-2 class")

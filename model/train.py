@@ -68,6 +68,7 @@ class TrainConfig:
     type_threshold: float = 0.5  # P(type | manufacturer) a type needs to be named (else: family)
     photo_share: float = 0.5  # share of each family's training weight on photos when it has renders too
     family_power: float = 0.5  # 1: every family of a manufacturer weighs the same; 0: by row count
+    source_power: float = 0.0  # 1: every source of a (manufacturer, family, domain) cell weighs the same
     photo_views: int = 0  # photo-like augmented views per training photo (feature backbones)
     leaf_weight: float = 1.0  # weight of the stage-2 (leaf) loss in joint training
     cut: str | None = None  # --fine-tune: where the backbone is cut (default: the backbone's)
@@ -397,7 +398,8 @@ def _train_joint(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: di
         rows_tr = pd.concat([rows_tr, keyed], ignore_index=True)
         seconds["photo_views"] = round(time.time() - t, 1)
         _log(f"{len(keyed)} augmented views of {len(photo_tr)} training photos in {seconds['photo_views']}s")
-    y, w, _, _, columns = _targets(rows_tr, manufacturers, types, families, cfg.photo_share, cfg.family_power)
+    y, w, _, _, columns = _targets(rows_tr, manufacturers, types, families, cfg.photo_share, cfg.family_power,
+                                   cfg.source_power)
     va = _judging_rows(df, sel)
     y_va, w_va, mask_va, lab_va, _ = _targets(df.iloc[va], manufacturers, types, families, 0.5, 0.0)
     keras.utils.set_random_seed(cfg.seed)
@@ -443,7 +445,7 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
 
 
 def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families: dict, photo_share: float,
-             family_power: float):
+             family_power: float, source_power: float = 0.0):
     """Targets and weights of ``rows``: ``(y, w, mask, labelled, columns)``; ``y`` and ``w`` are
     ``{"manufacturer": ..., "leaves": ...}`` dicts for :mod:`model.joint` / :mod:`model.full` (leaf
     weights 0 on rows without a stage-2 target; see :func:`leaf_targets`,
@@ -451,7 +453,8 @@ def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families
     from .weighting import balanced_weights
 
     mask, labelled, columns = leaf_targets(rows, types, families)
-    w = balanced_weights(rows["manufacturer"], rows["family"], rows["domain"], photo_share, family_power)
+    w = balanced_weights(rows["manufacturer"], rows["family"], rows["domain"], photo_share, family_power,
+                         source=rows["source"], source_power=source_power)
     m_index = {m: i for i, m in enumerate(manufacturers)}
     y = {"manufacturer": rows["manufacturer"].map(m_index).to_numpy(), "leaves": mask}
     return y, {"manufacturer": w, "leaves": w * labelled}, mask, labelled, columns
@@ -478,7 +481,8 @@ def _train_full(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dic
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     tr, va = sel["train"], _judging_rows(df, sel)
-    y, w, _, _, columns = _targets(df.iloc[tr], manufacturers, types, families, cfg.photo_share, cfg.family_power)
+    y, w, _, _, columns = _targets(df.iloc[tr], manufacturers, types, families, cfg.photo_share, cfg.family_power,
+                                   cfg.source_power)
     y_va, w_va, mask_va, lab_va, _ = _targets(df.iloc[va], manufacturers, types, families, 0.5, 0.0)
     keras.utils.set_random_seed(cfg.seed)
     model, base = full.build(cfg.backbone, spec, cfg.weights, len(manufacturers), y["leaves"].shape[1])

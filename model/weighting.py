@@ -28,12 +28,14 @@ def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
 
 
 def balanced_weights(manufacturer, family, domain, photo_share: float = 0.5,
-                     family_power: float = 1.0) -> np.ndarray:
+                     family_power: float = 1.0, source=None, source_power: float = 0.0) -> np.ndarray:
     """Per-row training weights that keep small groups from being drowned: every manufacturer gets
     the same total weight; within a manufacturer each family gets a share proportional to
     ``n_family ** (1 - family_power)`` (``family_power`` 1: equal shares, 0: shares by count); within
     a family, photos get ``photo_share`` of its weight and renders the rest when both are present
-    (all of it when only one domain is). Rows share their cell's weight equally.
+    (all of it when only one domain is); within that, with ``source`` given, each source gets a
+    share proportional to ``n_source ** (1 - source_power)``. Rows share their cell's weight
+    equally.
 
     Why: the real photos are 417 Airbus against 4,244 Boeing, and 2,303 of the Boeings are 737s;
     unweighted, "Boeing" would be learnt as "737 or 747" and "Airbus" as "A318 or A380"
@@ -44,16 +46,22 @@ def balanced_weights(manufacturer, family, domain, photo_share: float = 0.5,
             its own cell; ``domain`` ``"photo"`` or ``"render"``).
         photo_share: in [0, 1].
         family_power: in [0, 1].
+        source: sequence of str per row (e.g. the photo collection), or ``None``; source_power in
+            [0, 1]: 1 gives every source of a cell the same weight, so that one large collection
+            (2,687 Boeing photos from one web site, 4 Airbus) does not teach its photographic style
+            as a sign of the manufacturer.
     Returns:
         float64 ``(n,)``, mean 1 (so the loss keeps its scale).
     Raises:
         ValueError: a share or power outside [0, 1], or sequences of different lengths.
     """
-    if not 0 <= photo_share <= 1 or not 0 <= family_power <= 1:
-        raise ValueError(f"photo_share and family_power must lie in [0, 1], got {photo_share}, {family_power}")
+    if not all(0 <= v <= 1 for v in (photo_share, family_power, source_power)):
+        raise ValueError(f"photo_share, family_power and source_power must lie in [0, 1], got "
+                         f"{photo_share}, {family_power}, {source_power}")
     m, f, d = (np.asarray(v, dtype=object) for v in (manufacturer, family, domain))
-    if not len(m) == len(f) == len(d):
-        raise ValueError("manufacturer, family and domain must have the same length")
+    src = np.asarray(source, dtype=object) if source is not None else np.full(len(m), "", dtype=object)
+    if not len(m) == len(f) == len(d) == len(src):
+        raise ValueError("manufacturer, family, domain and source must have the same length")
     w = np.zeros(len(m))
     for man in np.unique(m):
         in_m = m == man
@@ -66,5 +74,9 @@ def balanced_weights(manufacturer, family, domain, photo_share: float = 0.5,
             for dom in doms:
                 cell = in_f & (d == dom)
                 part = 1.0 if len(doms) == 1 else (photo_share if dom == "photo" else 1.0 - photo_share)
-                w[cell] = share * part / cell.sum()
+                sources, n_src = np.unique(src[cell], return_counts=True)
+                src_shares = n_src.astype(np.float64) ** (1.0 - source_power)
+                src_shares /= src_shares.sum()
+                for name, s_share, n in zip(sources, src_shares, n_src):
+                    w[cell & (src == name)] = share * part * s_share / n
     return w * len(w) / w.sum() if w.sum() > 0 else w

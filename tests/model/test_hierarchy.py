@@ -120,6 +120,11 @@ def test_balanced_weights_equalise_manufacturers_families_and_domains():
     assert by_count[:90].sum() == pytest.approx(9 * by_count[90:100].sum())
     with pytest.raises(ValueError):
         balanced_weights(m, f, d, photo_share=1.5)
+    # one big collection does not outweigh a small one when sources are balanced
+    src = ["big"] * 80 + ["small"] * 20 + ["web"] * 5 + ["render"] * 15
+    even = np.asarray(balanced_weights(m, f, d, source=src, source_power=1.0))
+    assert even[:80].sum() == pytest.approx(even[80:90].sum())  # B737: big vs small collection, equal
+    assert even[:100].sum() == pytest.approx(even[100:].sum())  # manufacturers still equal
 
 
 def test_photo_views_are_deterministic_and_differ_from_the_plain_resize(tmp_path):
