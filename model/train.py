@@ -68,7 +68,7 @@ class TrainConfig:
     type_threshold: float = 0.5  # P(type | manufacturer) a type needs to be named (else: family)
     photo_share: float = 0.5  # share of each family's training weight on photos when it has renders too
     family_power: float = 0.5  # 1: every family of a manufacturer weighs the same; 0: by row count
-    source_power: float = 0.0  # 1: every source of a (manufacturer, family, domain) cell weighs the same
+    source_power: float = 0.5  # 1: every source of a (manufacturer, family, domain) cell weighs the same
     photo_views: int = 0  # photo-like augmented views per training photo (feature backbones)
     leaf_weight: float = 1.0  # weight of the stage-2 (leaf) loss in joint training
     cut: str | None = None  # --fine-tune: where the backbone is cut (default: the backbone's)
