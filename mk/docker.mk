@@ -25,7 +25,7 @@
 DOCKER_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml)
 DOCKER_IMAGE ?= planespotter/api:$(DOCKER_VERSION)
 DOCKER_RUN_ARGS ?=
-TRAIN_ARGS ?= --data /data/raw/synth --models-dir /models --reports-dir /reports
+DOCKER_TRAIN_DATA ?= --data /data/raw/synth
 # Host folders docker-train mounts at /data (read-only), /models and /reports.
 DOCKER_DATA ?= $(CURDIR)/data
 DOCKER_MODELS ?= $(CURDIR)/models
@@ -71,11 +71,11 @@ docker-stop:  ## docker compose down
 	@$(DOCKER_ENV) && $$DOCKER compose -f $(COMPOSE_FILE_DOCKER) down
 
 # The pipeline in the serving image, as the invoking user (outputs owned by you).
-docker-train:  ## train inside the image (TRAIN_ARGS=..., DOCKER_IMAGE=..., DOCKER_RUN_ARGS=--gpus all)
+docker-train:  ## train inside the image (DOCKER_TRAIN_DATA=--data /data/raw/..., TRAIN_ARGS=..., DOCKER_IMAGE=..., DOCKER_RUN_ARGS=--gpus all)
 	@mkdir -p "$(DOCKER_MODELS)" "$(DOCKER_REPORTS)"
 	@$(DOCKER_ENV) && $$DOCKER run --rm --user $$(id -u):$$(id -g) $(DOCKER_RUN_ARGS) \
 	  -v "$(DOCKER_DATA):/data:ro" -v "$(DOCKER_MODELS):/models" -v "$(DOCKER_REPORTS):/reports" \
-	  $(DOCKER_IMAGE) train $(TRAIN_ARGS)
+	  $(DOCKER_IMAGE) train $(DOCKER_TRAIN_DATA) --models-dir /models --reports-dir /reports $(TRAIN_ARGS)
 
 docker-test: venv  ## the container tests (tests/docker: build, run, inspect the images)
 	$(PY) -m pytest tests/docker -q
