@@ -227,22 +227,16 @@ def normalise_labels(row: dict[str, str]) -> list[str]:
 
 
 def parse_crop_box(text: str, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """The ``crop_box`` column (``"left top right bottom"``, Pillow order, integers) as a tuple.
+    """The ``crop_box`` column (``"left top right bottom"``, Pillow order, integers) as a tuple,
+    checked against the image: :func:`model.preprocessing.parse_crop_box` plus the bounds.
 
     ``""`` → ``None``. Raises ValueError unless it is four integers with
     ``0 <= left < right <= width`` and ``0 <= top < bottom <= height``.
     """
-    if not text.strip():
-        return None
-    parts = text.split()
-    try:
-        box = tuple(int(p) for p in parts)
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise ValueError(f"crop_box {text!r} is not four integers 'left top right bottom'")
-    left, top, right, bottom = box
-    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+    from model.preprocessing import parse_crop_box as parse
+
+    box = parse(text)
+    if box is not None and not (box[2] <= width and box[3] <= height):
         raise ValueError(f"crop_box {text!r} is not inside the {width}x{height} image")
     return box
 

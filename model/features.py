@@ -20,7 +20,6 @@ import pandas as pd
 from . import backbones
 from . import preprocessing as pp
 from .io import write_npy
-from .weighting import class_weights
 
 #: ``--backbone`` names that train heads on cached frozen features: one per registered backbone
 #: (:func:`model.backbones.feature_names`: ``lite0``, ``lite2``, ``vgg16-frozen``).
@@ -109,90 +108,6 @@ def compute(name: str, pixels: np.ndarray, df: pd.DataFrame, spec: pp.Preprocess
     return store[[cached[s] for s in shas]].astype(np.float32)
 
 
-def build_head(n_features: int, n_classes: int, dropout: float = 0.3, hidden: int = 256, name: str = "head"):
-    """Dropout → Dense(hidden, relu) → Dropout → Dense(n_classes) logits over ``(n, n_features)``."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=(n_features,), name="features")
-    x = layers.Dropout(dropout)(inputs)
-    x = layers.Dense(hidden, activation="relu", name="hidden")(x)
-    x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
-
-
-def fit_head(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg):
-    """Train a head on cached features; early stopping on validation loss. Returns (head, history)."""
-    import keras
-
-    keras.utils.set_random_seed(cfg.seed)
-    head = build_head(f_tr.shape[1], n_classes, name=f"{name}_head")
-    head.compile(optimizer=keras.optimizers.Adam(1e-3),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    hist = head.fit(f_tr, y_tr, validation_data=(f_va, y_va), epochs=max(cfg.epochs, 60), batch_size=64,
-                    class_weight=class_weights(y_tr, n_classes), verbose=0,
-                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=8,
-                                                             restore_best_weights=True)])
-    return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-
-
-def full_model(backbone: str, head, spec: pp.PreprocessingSpec, weights: str | None = None, name: str = "model"):
-    """Backbone + head as one Keras model: float32 images in [0, 1] → logits."""
-    import keras
-
-    features = backbone_model(backbone, spec, weights)
-    inputs = keras.Input(shape=spec.input_shape, name="image")
-    return keras.Model(inputs, head(features(inputs)), name=name)
-
-
-def fit_upper(name: str, n_classes: int, f_tr, y_tr, f_va, y_va, cfg, spec: pp.PreprocessingSpec,
-              cut: str | None = None):
-    """Fine-tune a backbone's upper part (after ``cut``) + a head on cached feature maps.
-
-    The backbone is ``cfg.backbone`` (any registered one); ``cut`` defaults to its
-    :func:`default_cut` (Lite0: blocks 6-7 and the head conv after ``block5c_add``). Phase 1
-    trains the head with the upper part frozen (Adam 1e-3); phase 2 unfreezes it
-    (BatchNormalization stays in inference mode) at Adam 1e-4, early stopping on validation loss.
-
-    Args:
-        f_tr, f_va: float feature maps ``(n, h, w, c)`` of layer ``cut``; y_tr, y_va: int labels.
-        cfg: a :class:`model.train.TrainConfig` (``backbone``, ``weights``, ``seed``, ``epochs``,
-            ``verbose``).
-    Returns:
-        ``(model over feature maps → logits (n, n_classes), history dict)``.
-    Raises:
-        ValueError: unknown backbone or cut.
-    """
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(cfg.seed)
-    bb = backbones.get(cfg.backbone)
-    upper = bb.build_upper(spec.input_shape, bb.check_cut(cut), cfg.weights)
-    inputs = keras.Input(shape=f_tr.shape[1:], name="features")
-    x = layers.RandomFlip("horizontal", seed=cfg.seed)(inputs)
-    x = upper(x, training=False)
-    x = layers.Dropout(0.3)(x)
-    model = keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=f"{name}_upper")
-    history: dict = {}
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
-    for phase, (lr, epochs, trainable) in enumerate(((1e-3, 4, False), (1e-4, cfg.epochs, True))):
-        upper.trainable = trainable
-        for layer in upper.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.trainable = False
-        model.compile(optimizer=keras.optimizers.Adam(lr),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-        hist = model.fit(f_tr, y_tr, validation_data=(f_va, y_va), epochs=epochs, batch_size=32,
-                         class_weight=class_weights(y_tr, n_classes), verbose=cfg.verbose,
-                         callbacks=[stop] if phase else [])
-        for k, vals in hist.history.items():
-            history.setdefault(k, []).extend(float(v) for v in vals)
-    return model, history
-
-
 def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str | None = None,
                     batch_size: int = 128, *, backbone: str = "lite0", cut: str | None = None) -> np.ndarray:
     """Pooled features ``(n, d)`` from cached feature maps of layer ``cut`` (default: the
@@ -208,14 +123,3 @@ def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str |
     upper = bb.build_upper(spec.input_shape, bb.check_cut(cut), weights)
     return np.concatenate([np.asarray(upper.predict_on_batch(maps[s:s + batch_size]), np.float32)
                            for s in range(0, len(maps), batch_size)])
-
-
-def full_model_cut(head, spec: pp.PreprocessingSpec, weights: str | None = None, name: str = "model", *,
-                   backbone: str = "lite0", cut: str | None = None):
-    """The frozen lower part of ``backbone`` up to ``cut`` (default :func:`default_cut`) + the
-    fine-tuned upper part/head from :func:`fit_upper`: float32 images in [0, 1] → logits."""
-    import keras
-
-    lower = backbone_model(backbone, spec, weights, cut or default_cut(backbone))
-    inputs = keras.Input(shape=spec.input_shape, name="image")
-    return keras.Model(inputs, head(lower(inputs)), name=name)

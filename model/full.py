@@ -71,9 +71,7 @@ def build(backbone: str, spec: pp.PreprocessingSpec, weights: str | None, n_manu
     from keras import layers
 
     base = backbones.get(backbone).build(spec.input_shape, weights)
-    for layer in base.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False
+    joint.set_trainable(base, True)
     images = keras.Input(shape=spec.input_shape, name="image")
     x = layers.Dropout(dropout)(base(images, training=False))
     outputs = {"manufacturer": layers.Dense(n_manufacturers, name="manufacturer", dtype="float32")(x),
@@ -97,13 +95,7 @@ def fit(model, base, train_batches, val_batches, epochs: int, lr: float = 1e-4, 
     for learning_rate, n_epochs, trainable in phases:
         if n_epochs <= 0:
             continue
-        base.trainable = trainable
-        if trainable:  # re-freeze the BatchNormalization statistics
-            from keras import layers
-
-            for layer in base.layers:
-                if isinstance(layer, layers.BatchNormalization):
-                    layer.trainable = False
+        joint.set_trainable(base, trainable)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss={"manufacturer": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                             "leaves": joint.partial_label_loss},

@@ -37,6 +37,17 @@ def partial_label_loss(mask, logits):
     return ops.logsumexp(logits, axis=-1) - ops.logsumexp(allowed, axis=-1)
 
 
+def set_trainable(layer, flag: bool) -> None:
+    """Set ``layer.trainable`` (a backbone part or a dense layer) and keep every
+    BatchNormalization inside it frozen, so fine-tuning never updates the ImageNet statistics."""
+    from keras import layers
+
+    layer.trainable = flag
+    for sub in getattr(layer, "layers", []):
+        if isinstance(sub, layers.BatchNormalization):
+            sub.trainable = False
+
+
 def build(trunk_input_shape: tuple, n_manufacturers: int, n_leaves: int, upper=None, hidden: int = 256,
           dropout: float = 0.3, flip: bool = True, seed: int = 0):
     """The training model: cached features → ``{"manufacturer": logits, "leaves": logits}``.
@@ -83,7 +94,6 @@ def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict
         The training history ``{metric: [per epoch]}`` of both phases, concatenated.
     """
     import keras
-    from keras import layers
 
     def compile_(learning_rate):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -91,17 +101,11 @@ def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict
                             "leaves": partial_label_loss},
                       loss_weights={"manufacturer": 1.0, "leaves": leaf_weight})
 
-    def set_trainable(flag: bool):
-        trunk.trainable = flag
-        for layer in getattr(trunk, "layers", []):
-            if isinstance(layer, layers.BatchNormalization):
-                layer.trainable = False
-
     history: dict = {}
     phases = ([(1e-3, head_epochs, False, []), (lr, epochs, True, "stop")] if fine_tune
               else [(1e-3, max(epochs, 40), True, "stop")])
     for learning_rate, n_epochs, trainable, stop in phases:
-        set_trainable(trainable)
+        set_trainable(trunk, trainable)
         compile_(learning_rate)
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                    restore_best_weights=True)] if stop else []
@@ -137,24 +141,18 @@ def export(model, backbone: str, spec: pp.PreprocessingSpec, weights: str | None
     import keras
     from keras import layers
 
-    bb = backbones.get(backbone)
-    inputs_head = model.inputs[0]
+    frozen = None  # the backbone part in front of the cached features, shared by every image model
+    if inputs != "images":
+        bb = backbones.get(backbone)
+        frozen = bb.build(spec.input_shape, weights) if cut is None else bb.build_lower(spec.input_shape, cut, weights)
+        frozen.trainable = False
 
     def features_of(images):
-        if inputs == "images":
-            return images
-        if cut is None:
-            base = bb.build(spec.input_shape, weights)
-            base.trainable = False
-            return base(images, training=False)
-        lower = bb.build_lower(spec.input_shape, cut, weights)
-        lower.trainable = False
-        return lower(images, training=False)
+        return images if frozen is None else frozen(images, training=False)
 
     # the trained part between the cached features and the heads, without dropout/flip
     trunk_layers = [lyr for lyr in model.layers if lyr.name not in ("manufacturer", "leaves")
                     and not isinstance(lyr, (layers.InputLayer, layers.Dropout, layers.RandomFlip))]
-    del inputs_head
 
     def trunk(x):
         for lyr in trunk_layers:

@@ -36,6 +36,7 @@ from . import calibration as cal
 from . import data as mdata
 from . import io as mio
 from . import preprocessing as pp
+from .cascade import FAMILY_LEAF_SUFFIX, Cascade, is_type_leaf
 from .weighting import class_weights
 
 STAGE1_MANUFACTURERS = ("Airbus", "Boeing", "Other")
@@ -206,20 +207,10 @@ def calibrated(model, temperature: float, name: str):
 
 
 def calibrate(name: str, model, z_va: np.ndarray, y_va: np.ndarray) -> tuple[object, dict]:
-    """Fit a temperature on validation logits ``z_va`` ``(n, k)``; returns ``(calibrated_model, report)``."""
-    t = cal.fit_temperature(z_va, y_va)
-    report = {
-        "temperature": t,
-        "val_nll_before": cal.nll(z_va, y_va, 1.0) if len(y_va) else None,
-        "val_nll_after": cal.nll(z_va, y_va, t) if len(y_va) else None,
-        "val_ece_before": cal.expected_calibration_error(cal.softmax(z_va, 1.0), y_va),
-        "val_ece_after": cal.expected_calibration_error(cal.softmax(z_va, t), y_va),
-        "val_accuracy": float((z_va.argmax(1) == y_va).mean()) if len(y_va) else None,
-    }
-    return calibrated(model, t, name), report
-
-
-FAMILY_LEAF_SUFFIX = " family"
+    """Fit a temperature on validation logits ``z_va`` ``(n, k)``; returns ``(calibrated_model, report)``
+    (the report of :func:`_calibrate_logits`)."""
+    report = _calibrate_logits(z_va, y_va)
+    return calibrated(model, report["temperature"], name), report
 
 
 def stage2_leaves(df_train: pd.DataFrame, manufacturers: list[str], min_images: int = 8) -> tuple[dict, dict]:
@@ -354,7 +345,7 @@ def _f(v) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _calibrate_logits(name: str, z_va: np.ndarray, y_va: np.ndarray) -> dict:
+def _calibrate_logits(z_va: np.ndarray, y_va: np.ndarray) -> dict:
     """Temperature-scaling report from validation logits ``(n, k)`` and int labels ``(n,)``."""
     t = cal.fit_temperature(z_va, y_va) if len(y_va) else 1.0
     return {
@@ -427,7 +418,7 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
     (:func:`model.joint.export`). Returns ``(stage1, stage2, calibration report)``."""
     from . import joint
 
-    calibration = {"manufacturer": _calibrate_logits("manufacturer", z["manufacturer"], y_va)}
+    calibration = {"manufacturer": _calibrate_logits(z["manufacturer"], y_va)}
     stage1_logits, stage2_logits = joint.export(model, cfg.backbone, spec, cfg.weights, cut, columns, inputs=inputs)
     stage1 = calibrated(stage1_logits, calibration["manufacturer"]["temperature"], "manufacturer")
     stage2 = {}
@@ -435,7 +426,7 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
         # calibrate on the validation rows labelled with one leaf of m (not family-only rows)
         single = (df.loc[va, "manufacturer"].to_numpy() == m) & lab_va & (mask_va.sum(1) == 1)
         z_m = z["leaves"][single][:, cols]
-        calibration[f"type_{m}"] = _calibrate_logits(f"type_{m}", z_m, mask_va[single][:, cols].argmax(1))
+        calibration[f"type_{m}"] = _calibrate_logits(z_m, mask_va[single][:, cols].argmax(1))
         stage2[m] = calibrated(stage2_logits[m], calibration[f"type_{m}"]["temperature"], f"type_{m}")
     for name, rep in calibration.items():
         _log(f"{name}: val acc {rep['val_accuracy'] if rep['val_accuracy'] is not None else float('nan'):.3f} "
@@ -548,7 +539,6 @@ def train(cfg: TrainConfig) -> Path:
     """
     from . import evaluate as mev
     from . import features
-    from .cascade import Cascade
 
     t0 = time.time()
     version = cfg.version or mio.new_version()
@@ -580,7 +570,7 @@ def train(cfg: TrainConfig) -> Path:
         stage1, stage2, calibration, history, seconds = _train_joint(
             cfg, df, pixels, sel, manufacturers, types, families, spec, version)
     else:
-        types = {m: [t for t in leaves if not t.endswith(FAMILY_LEAF_SUFFIX)] for m, leaves in types.items()}
+        types = {m: [t for t in leaves if is_type_leaf(t)] for m, leaves in types.items()}
         types = {m: leaves for m, leaves in types.items() if len(leaves) >= 2}
         families = {m: {t: families[m][t] for t in leaves} for m, leaves in types.items()}
         stage1, stage2, calibration, history, seconds = _train_images(
