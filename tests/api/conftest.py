@@ -90,18 +90,20 @@ def image_host():
         httpd.shutdown()
 
 
-def wait_workers_ready(srv: Server, n: int, timeout: float = 120) -> list[int]:
-    """Wait until ``n`` live workers report ``planespotter_model_ready 1`` in ``/metrics``; returns
-    their pids."""
+def wait_workers_ready(srv: Server, n: int, timeout: float = 120, gone: int | None = None) -> list[int]:
+    """Wait until ``n`` live workers report ``planespotter_model_ready 1`` in ``/metrics`` (and,
+    with ``gone``, that worker pid has left the master's children: a signalled worker and its
+    metrics linger briefly); returns their pids."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         pids = srv.worker_pids()
         text = requests.get(srv.url + "/metrics", timeout=10).text
         ready = [p for p in pids if f'planespotter_model_ready{{pid="{p}"}} 1.0' in text]
-        if len(pids) == n and len(ready) == n:
+        if len(pids) == n and len(ready) == n and gone not in pids:
             return pids
         time.sleep(0.3)
-    raise TimeoutError(f"{n} workers not ready within {timeout}s: {srv.log()}")
+    raise TimeoutError(f"{n} workers not ready{f' or worker {gone} still there' if gone else ''} "
+                       f"within {timeout}s: {srv.log()}")
 
 
 @pytest.fixture

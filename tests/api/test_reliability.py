@@ -60,7 +60,7 @@ def test_sigkill_of_a_worker_under_load(api_server, metrics_dir, workers_ready):
     # only requests in flight on the killed worker may fail, and never with a 5xx answer
     assert out["errors"] <= 4, out["statuses"]
     assert all(code == "200" or code.startswith("exc:") for code in out["statuses"]), out["statuses"]
-    new = workers_ready(api_server, 2)  # gunicorn replaced it and the new worker loaded the model
+    new = workers_ready(api_server, 2, gone=killed)  # gunicorn replaced it and the new worker loaded the model
     assert killed in pids and killed not in new
     assert requests.get(api_server.url + "/readyz", timeout=10).status_code == 200
     # child_exit marked it dead: its live gauges are gone from the multiprocess directory
