@@ -1,4 +1,4 @@
-"""Command line: ``python -m ingest {csv,real-airliners,fgvc} ...`` (see ``--help``).
+"""Command line: ``python -m ingest {csv,real-airliners,other-aircraft,fgvc} ...`` (see ``--help``).
 
 Exit status: 0 done (or up to date), 2 bad arguments or bad input (the message says which rows).
 """
@@ -64,6 +64,14 @@ def cmd_real(args: argparse.Namespace) -> int:
     return _run(args, real_airliners.candidates(root), {"command": "real-airliners"})
 
 
+def cmd_other(args: argparse.Namespace) -> int:
+    """``other-aircraft``: the preset for ../shared/data/other-aircraft (:mod:`ingest.other_aircraft`)."""
+    from . import other_aircraft
+
+    root = args.root if args.root is not None else other_aircraft.default_root()
+    return _run(args, other_aircraft.candidates(root), {"command": "other-aircraft"})
+
+
 def cmd_fgvc(args: argparse.Namespace) -> int:
     """``fgvc``: FGVC-Aircraft 2013b, optionally downloaded first (:mod:`ingest.fgvc`)."""
     from . import fgvc
@@ -103,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the real-airliners folder (default $REAL_DATA, else {real_airliners.DEFAULT_ROOT})")
     _common(p, real_airliners.DEFAULT_OUT)
     p.set_defaults(func=cmd_real)
+
+    from . import other_aircraft
+
+    p = sub.add_parser("other-aircraft", help="the ../shared/data/other-aircraft preset (manufacturer Other)",
+                       description="Import ../shared/data/other-aircraft (labels.csv) in place: photos of "
+                                   "other makers' aircraft, manufacturer Other, source fgvc-other-aircraft.")
+    p.add_argument("--root", type=Path, default=None,
+                   help=f"the other-aircraft folder (default $OTHER_DATA, else {other_aircraft.DEFAULT_ROOT})")
+    _common(p, other_aircraft.DEFAULT_OUT)
+    p.set_defaults(func=cmd_other)
 
     p = sub.add_parser("fgvc", help="FGVC-Aircraft 2013b (keeps its own splits)",
                        description="Import FGVC-Aircraft 2013b in place: variants mapped to ICAO types, "
