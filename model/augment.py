@@ -35,6 +35,15 @@ class PhotoAugment:
         brightness, contrast, saturation: Pillow ``ImageEnhance`` factors (1 = unchanged).
         blur_p, blur_sigma: probability and sigma range (pixels of the output size) of a blur.
         jpeg_p, jpeg_quality: probability and quality range of a JPEG re-compression.
+        night_p: probability of low light with a dusk or night colour cast (brightness 0.25-0.6,
+            gamma 1.2-2.0, channels scaled towards orange or blue).
+        squash_p: probability of a squashed aspect (the crop's ratio drawn from 0.5-2.0 instead
+            of ``ratio``), like web images forced to 224x224.
+        zoom_out_p: probability of a small aircraft in a wide scene: the image shrunk to 35-70 %
+            of its width and placed on a blurred, enlarged copy of itself.
+        watermark_p: probability of a watermark (semi-transparent text across the image) or a
+            photographer's credit strip (a dark band with text at the top or bottom).
+    The four style fields default to 0 (off); :data:`STYLES` turns them on.
     """
 
     area: tuple[float, float] = (0.45, 1.0)
@@ -47,10 +56,56 @@ class PhotoAugment:
     blur_sigma: tuple[float, float] = (0.3, 1.5)
     jpeg_p: float = 0.5
     jpeg_quality: tuple[int, int] = (30, 90)
+    night_p: float = 0.0
+    squash_p: float = 0.0
+    zoom_out_p: float = 0.0
+    watermark_p: float = 0.0
 
     def key(self) -> str:
         """A short stable digest of the ranges (cache keys)."""
         return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+
+
+#: Photo-like views with the styles that fail on photos from elsewhere (night/dusk, squashed,
+#: small aircraft in a wide scene, watermarks and credit strips): ``--photo-views N --view-styles``.
+STYLES = PhotoAugment(night_p=0.2, squash_p=0.2, zoom_out_p=0.2, watermark_p=0.2)
+
+
+def _zoom_out(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    s = rng.uniform(0.35, 0.7)
+    small = img.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BILINEAR)
+    back = img.resize((w, h)).filter(ImageFilter.GaussianBlur(max(2.0, w / 40)))
+    back.paste(small, (int(rng.integers(0, w - small.width + 1)), int(rng.integers(0, h - small.height + 1))))
+    return back
+
+
+def _night(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    a = np.asarray(img, np.float32) / 255.0
+    a = a ** rng.uniform(1.2, 2.0) * rng.uniform(0.25, 0.6)
+    cast = np.array([1.25, 0.95, 0.7]) if rng.random() < 0.5 else np.array([0.75, 0.85, 1.25])
+    return Image.fromarray(np.clip(a * cast * 255.0, 0, 255).astype(np.uint8), "RGB")
+
+
+def _watermark(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    from PIL import ImageDraw
+
+    out = img.convert("RGBA")
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    w, h = out.size
+    text = str(rng.choice(["(c) photographer", "www.airliners.net", "planespotters.net", "Photo: J. Smith",
+                           "jetphotos", "airplane-pictures.net"]))
+    if rng.random() < 0.5:  # credit strip
+        band = max(8, int(h * rng.uniform(0.05, 0.1)))
+        y = 0 if rng.random() < 0.3 else h - band
+        d.rectangle((0, y, w, y + band), fill=(int(rng.integers(0, 60)),) * 3 + (255,))
+        d.text((6, y + band // 4), text, fill=(235, 235, 235, 255))
+    else:  # watermark across the image
+        for k in range(int(rng.integers(1, 4))):
+            d.text((int(rng.integers(0, max(1, w - 120))), int(rng.integers(0, max(1, h - 12)))), text,
+                   fill=(255, 255, 255, int(rng.integers(80, 180))))
+    return Image.alpha_composite(out, layer).convert("RGB")
 
 
 def random_view(img: Image.Image, spec: pp.PreprocessingSpec, rng: np.random.Generator,
@@ -65,9 +120,10 @@ def random_view(img: Image.Image, spec: pp.PreprocessingSpec, rng: np.random.Gen
         uint8 ``(spec.height, spec.width, 3)``.
     """
     w, h = img.size
+    ratios = (0.5, 2.0) if aug.squash_p and rng.random() < aug.squash_p else aug.ratio
     for _ in range(10):  # torchvision's RandomResizedCrop rule: 10 tries, then the whole image
         area = rng.uniform(*aug.area) * w * h
-        ratio = float(np.exp(rng.uniform(np.log(aug.ratio[0]), np.log(aug.ratio[1]))))
+        ratio = float(np.exp(rng.uniform(np.log(ratios[0]), np.log(ratios[1]))))
         cw, ch = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
         if 0 < cw <= w and 0 < ch <= h:
             break
@@ -80,6 +136,12 @@ def random_view(img: Image.Image, spec: pp.PreprocessingSpec, rng: np.random.Gen
     out = ImageEnhance.Brightness(out).enhance(rng.uniform(*aug.brightness))
     out = ImageEnhance.Contrast(out).enhance(rng.uniform(*aug.contrast))
     out = ImageEnhance.Color(out).enhance(rng.uniform(*aug.saturation))
+    if aug.zoom_out_p and rng.random() < aug.zoom_out_p:
+        out = _zoom_out(out, rng)
+    if aug.night_p and rng.random() < aug.night_p:
+        out = _night(out, rng)
+    if aug.watermark_p and rng.random() < aug.watermark_p:
+        out = _watermark(out, rng)
     out = pp.resize(out, spec)
     if rng.random() < aug.blur_p:
         out = out.filter(ImageFilter.GaussianBlur(rng.uniform(*aug.blur_sigma)))

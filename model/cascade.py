@@ -24,6 +24,9 @@ from . import io as mio
 from . import preprocessing as pp
 
 DEFAULT_THRESHOLD = 0.6
+#: Human words for each answer level that is not an Airbus/Boeing type or family.
+OTHER_TEXT = "another manufacturer (not Airbus or Boeing)"
+NONE_TEXT = "not an aircraft"
 #: P(type | manufacturer) a trained type needs to be named; below it the answer is the family.
 DEFAULT_TYPE_THRESHOLD = 0.5
 #: Suffix of stage-2 leaves that stand for a whole family (no usable type labels).
@@ -68,6 +71,26 @@ class Cascade:
     threshold: float = DEFAULT_THRESHOLD
     info: dict | None = None
     type_threshold: float = DEFAULT_TYPE_THRESHOLD
+    localizer: object = None
+    aircraft_threshold: float | None = None
+
+    @property
+    def crop_rule(self):
+        """The version's aircraft crop rule (:class:`model.localize.CropRule`), or ``None``."""
+        return self.spec.crop_rule if self.localizer is not None else None
+
+    @property
+    def localizer_size(self) -> int | None:
+        """Square input size of the localizer (pixels), or ``None`` without one."""
+        if self.localizer is None:
+            return None
+        return int(self.localizer.input_shape[1])
+
+    @property
+    def tta(self) -> str | None:
+        """Test-time augmentation of the version (``labels["tta"]``): ``"flip"`` averages the
+        probabilities of the image and its mirror image; ``None``: one pass."""
+        return self.labels.get("tta") or None
 
     @classmethod
     def load(cls, path: str | os.PathLike, threshold: float | None = None,
@@ -97,7 +120,14 @@ class Cascade:
         if type_threshold is None:
             type_threshold = float(os.environ.get("PLANESPOTTER_TYPE_THRESHOLD",
                                                   info["labels"].get("type_threshold", DEFAULT_TYPE_THRESHOLD)))
-        return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info, type_threshold)
+        from .localize import LOCALIZER_FILE
+
+        localizer = mio.load_keras(path / LOCALIZER_FILE) if (path / LOCALIZER_FILE).is_file() else None
+        aircraft_threshold = info["labels"].get("aircraft_threshold")
+        if localizer is not None and aircraft_threshold is not None:
+            aircraft_threshold = float(os.environ.get("PLANESPOTTER_AIRCRAFT_THRESHOLD", aircraft_threshold))
+        return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info, type_threshold,
+                   localizer, aircraft_threshold)
 
     @property
     def manufacturers(self) -> list[str]:
@@ -110,6 +140,56 @@ class Cascade:
             self.stage1.predict_on_batch(x)
             for m in self.stage2.values():
                 m.predict_on_batch(x)
+            if self.localizer is not None:
+                self.localizer.predict_on_batch(np.zeros((n, self.localizer_size, self.localizer_size, 3), np.float32))
+
+    # ---------------------------------------------------------------- the localizer (whole image)
+
+    def decode(self, source) -> tuple:
+        """Decode an encoded image (bytes or path) once for both phases (:func:`model.localize.decode`
+        with this version's spec: a large JPEG may be read at 1/2-1/8 of its size).
+
+        Returns:
+            ``(image, dct_scale, (width, height))``: RGB image, its decode scale, full size.
+        Raises:
+            ImageDecodeError: a bad image.
+        """
+        from .localize import decode
+
+        return decode(source, self.spec)
+
+    def localizer_input(self, img, dct_scale: int = 1) -> np.ndarray | None:
+        """The localizer's input for one decoded RGB image (:func:`model.localize.localizer_input`):
+        float32 ``(S, S, 3)`` in [0, 1], or ``None`` when the version has no localizer."""
+        from .localize import localizer_input
+
+        return None if self.localizer is None else localizer_input(img, self.localizer_size, None, dct_scale)
+
+    def locate(self, x_loc: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[np.ndarray, list]:
+        """The localizer's forward pass over whole images, and the crop boxes.
+
+        Args:
+            x_loc: float32 ``(n, S, S, 3)`` (:meth:`localizer_input`); sizes: ``(width, height)``
+                of each image, in the pixels its box is to be given in.
+        Returns:
+            ``(aircraft (n,) float64 in [0, 1], [box | None, ...])``; boxes are ``None`` when
+            the version does not crop (``spec.crop`` unset) or the aircraft fills the frame.
+        Raises:
+            RuntimeError: the version has no localizer.
+        """
+        from .localize import box_from_cam, run
+
+        if self.localizer is None:
+            raise RuntimeError(f"model version {self.version} has no localizer")
+        aircraft, cams = run(self.localizer, x_loc)
+        rule = self.crop_rule
+        boxes = [box_from_cam(c, w, h, rule) if rule is not None else None for c, (w, h) in zip(cams, sizes)]
+        return aircraft, boxes
+
+    def preprocess(self, img, box=None, dct_scale: int = 1) -> np.ndarray:
+        """A decoded RGB image (decoded at 1/``dct_scale``), cut to ``box`` (full-size pixels; or
+        whole), as the classifier's float32 input ``(H, W, 3)`` (:func:`model.preprocessing.to_uint8`)."""
+        return pp.scale(pp.to_uint8(img, self.spec, box, dct_scale=dct_scale), self.spec)
 
     def probabilities(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw forward passes with routing.
@@ -121,7 +201,15 @@ class Cascade:
             that were not routed there are NaN.
         """
         x = np.asarray(x, np.float32)
-        p_m = np.asarray(self.stage1.predict_on_batch(x), np.float64)
+        flip = self.tta == "flip"
+
+        def run(model, rows):
+            p = np.asarray(model.predict_on_batch(rows), np.float64)
+            if flip:  # the mirror image as a second batch of the same size (batch size changes floats)
+                p = (p + np.asarray(model.predict_on_batch(np.ascontiguousarray(rows[:, :, ::-1])), np.float64)) / 2
+            return p
+
+        p_m = run(self.stage1, x)
         top = p_m.argmax(axis=1)
         confident = p_m.max(axis=1) >= self.threshold
         second = np.argsort(-p_m, axis=1)[:, 1] if p_m.shape[1] > 1 else top
@@ -133,7 +221,7 @@ class Cascade:
             rows = np.flatnonzero((top == j) | (~confident & (second == j)))
             out = np.full((len(x), len(self.labels["types"][m])), np.nan)
             if len(rows):
-                out[rows] = np.asarray(model.predict_on_batch(x[rows]), np.float64)
+                out[rows] = run(model, x[rows])
             p_t[m] = out
         return p_m, p_t
 
@@ -170,24 +258,37 @@ class Cascade:
                        joint_probability=p_manufacturer * float(p_leaves[k]))
         return out
 
-    def predict(self, x: np.ndarray, top_k: int = 3) -> list[dict]:
+    def predict(self, x: np.ndarray, top_k: int = 3, boxes: list | None = None,
+                aircraft: np.ndarray | None = None) -> list[dict]:
         """Classify preprocessed images.
 
         Args:
-            x: float32 ``(n, H, W, 3)``; top_k: how many (manufacturer, leaf) pairs to list (>= 1).
+            x: float32 ``(n, H, W, 3)`` (each image whole, or cut to its box);
+            top_k: how many (manufacturer, leaf) pairs to list (>= 1);
+            boxes: the box each image was cut to (``[left, top, right, bottom]`` in the uploaded
+                image's pixels) or ``None``, reported as ``box``; default all ``None``;
+            aircraft: the localizer's aircraft probability per image (:meth:`locate`), or
+                ``None``. Below :attr:`aircraft_threshold` the answer is "not an aircraft".
         Returns:
             One dict per image (``None`` where a level is not answered)::
 
-                {"manufacturer": {"label": str, "probability": float},
+                {"manufacturer": {"label": str | None, "probability": float | None},  # None: no aircraft
                  "family": {"label": str | None, "probability": float | None,  # P(family | manufacturer)
                             "joint_probability": float | None},
                  "type": {"label": str | None, "probability": float | None,    # P(type | manufacturer)
                           "joint_probability": float | None},
-                 "answer": {"level": "type" | "family" | "manufacturer",
-                            "label": str},          # "B77W", "B777 family" or "Boeing"
+                 "answer": {"level": "type" | "family" | "manufacturer" | "none",
+                            "label": str,   # "B77W", "B777 family", "Boeing", "Other" or "none"
+                            "text": str},   # in words: "Boeing B77W", "Boeing B777 family",
+                                            # "another manufacturer (not Airbus or Boeing)", "not an aircraft"
+                 "aircraft": {"probability": float | None, "threshold": float | None},
+                 "box": [left, top, right, bottom] | None,
                  "unsure": bool,
-                 "branches": [Cascade.branch(...), ...],
+                 "branches": [Cascade.branch(...), ...],   # what stage 1/2 said, also for "none"
                  "top_k": [{"manufacturer", "family", "type", "probability"}, ...]}  # joint; type None for family leaves
+
+            Level ``manufacturer`` is the answer for ``Other`` (no family, no type) and for a
+            manufacturer without a stage-2 model.
         """
         p_m, p_t = self.probabilities(x)
         results = []
@@ -206,19 +307,32 @@ class Cascade:
                 else:
                     pairs.append((pm, m, None, None))
             best = branches[0]
-            level = "type" if best["type"] else "family" if best["family"] else "manufacturer"
+            p_air = None if aircraft is None else float(aircraft[i])
+            no_aircraft = p_air is not None and self.aircraft_threshold is not None and p_air < self.aircraft_threshold
+            level = ("none" if no_aircraft else "type" if best["type"] else "family" if best["family"]
+                     else "manufacturer")
             label = {"type": best["type"], "family": f"{best['family']}{FAMILY_LEAF_SUFFIX}",
-                     "manufacturer": best["manufacturer"]}[level]
+                     "manufacturer": best["manufacturer"], "none": "none"}[level]
             pairs.sort(key=lambda t: -t[0])
+            box = None if boxes is None or boxes[i] is None else [int(v) for v in boxes[i]]
+            if no_aircraft:
+                head = {"manufacturer": {"label": None, "probability": None},
+                        "family": {"label": None, "probability": None, "joint_probability": None},
+                        "type": {"label": None, "probability": None, "joint_probability": None}}
+            else:
+                head = {
+                    "manufacturer": {"label": best["manufacturer"], "probability": best["manufacturer_probability"]},
+                    "family": {"label": best["family"], "probability": best["family_probability"],
+                               "joint_probability": (best["manufacturer_probability"] * best["family_probability"]
+                                                     if best["family"] else None)},
+                    "type": {"label": best["type"], "probability": best["type_probability"],
+                             "joint_probability": best["joint_probability"] if best["type"] else None}}
             results.append({
-                "manufacturer": {"label": best["manufacturer"], "probability": best["manufacturer_probability"]},
-                "family": {"label": best["family"], "probability": best["family_probability"],
-                           "joint_probability": (best["manufacturer_probability"] * best["family_probability"]
-                                                 if best["family"] else None)},
-                "type": {"label": best["type"], "probability": best["type_probability"],
-                         "joint_probability": best["joint_probability"] if best["type"] else None},
-                "answer": {"level": level, "label": label},
-                "unsure": unsure,
+                **head,
+                "answer": {"level": level, "label": label, "text": answer_text(level, label, best["manufacturer"])},
+                "aircraft": {"probability": p_air, "threshold": self.aircraft_threshold},
+                "box": box,
+                "unsure": unsure and not no_aircraft,
                 "branches": branches,
                 "top_k": [{"manufacturer": m, "family": f, "type": t, "probability": p}
                           for p, m, f, t in pairs[:max(1, top_k)]],
@@ -226,7 +340,27 @@ class Cascade:
         return results
 
     def predict_images(self, images, top_k: int = 3) -> list[dict]:
-        """Decode + preprocess encoded images or paths (see :func:`model.preprocessing.to_array`)
-        and classify them in one batch. Raises ``ImageDecodeError`` on a bad image."""
-        x = np.stack([pp.to_array(im, self.spec) for im in images])
-        return self.predict(x, top_k=top_k)
+        """Decode encoded images or paths (:func:`model.preprocessing.decode_image`), find the
+        aircraft on each whole image when the version has a localizer (:meth:`locate`), cut it
+        to its box (when ``spec.crop`` is set), preprocess and classify, all in one batch.
+        Raises ``ImageDecodeError`` on a bad image."""
+        decoded = [(im, 1, im.size) if hasattr(im, "size") and hasattr(im, "convert") else self.decode(im)
+                   for im in images]
+        boxes, aircraft = [None] * len(decoded), None
+        if self.localizer is not None:
+            x_loc = np.stack([self.localizer_input(im, s) for im, s, _ in decoded])
+            aircraft, boxes = self.locate(x_loc, [size for _, _, size in decoded])
+        x = np.stack([self.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
+        return self.predict(x, top_k=top_k, boxes=boxes, aircraft=aircraft)
+
+
+def answer_text(level: str, label: str, manufacturer: str | None) -> str:
+    """An answer in a spotter's words: ``"Boeing B738"``, ``"Boeing B737 family"``, ``"Airbus"``,
+    :data:`OTHER_TEXT` for manufacturer ``Other`` and :data:`NONE_TEXT` for level ``none``."""
+    if level == "none":
+        return NONE_TEXT
+    if manufacturer == "Other":
+        return OTHER_TEXT
+    if level == "manufacturer":
+        return manufacturer or ""
+    return f"{manufacturer} {label}"

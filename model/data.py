@@ -156,7 +156,7 @@ def _file_sha(paths: list[str]) -> list[str]:
 
 def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | None = None,
                 cache_dir: Path | None = PROCESSED_DIR, batch_size: int = 256,
-                crop_boxes: list[str] | None = None) -> np.ndarray:
+                crop_boxes: list[str] | None = None, draft_boxes: list[str] | None = None) -> np.ndarray:
     """Decode, crop and resize images in parallel (``tf.data`` map with AUTOTUNE, then prefetch; Pillow
     in threads where TensorFlow is not installed),
     with the project's one preprocessing (:func:`model.preprocessing.to_uint8`).
@@ -167,6 +167,10 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         shas: sha256 of each file (from the CSV) for the cache key; computed when ``None``.
         cache_dir: where the uint8 cache lives; ``None`` disables caching.
         crop_boxes: the schema's ``crop_box`` per image (``"left top right bottom"`` or ``""``).
+        draft_boxes: the region whose size chooses a JPEG's decode scale (``spec.jpeg_draft``),
+            when it differs from the crop: with an aircraft crop, the dataset's ``crop_box``, as
+            serving decodes the image once for the localizer and the crop
+            (:func:`model.localize.decode`). Default: ``crop_boxes``.
     Returns:
         uint8 array ``(len(paths), spec.height, spec.width, 3)``.
     Raises:
@@ -181,7 +185,10 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
     cache = None
     if cache_dir is not None:
         shas = shas if shas is not None and all(shas) else _file_sha(paths)
-        cache = Path(cache_dir) / f"pixels-{_cache_key(shas, spec, crop_boxes)}.npy"
+        key = _cache_key(shas, spec, crop_boxes)
+        if draft_boxes is not None and getattr(spec, "jpeg_draft", 0):
+            key = _cache_key(shas, spec, [f"{c}@{d}" for c, d in zip(crop_boxes or [""] * len(paths), draft_boxes)])
+        cache = Path(cache_dir) / f"pixels-{key}.npy"
         if cache.is_file():
             return np.load(cache)
     boxes = list(crop_boxes) if crop_boxes is not None else [""] * len(paths)
@@ -189,10 +196,17 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         raise ValueError(f"{len(boxes)} crop boxes for {len(paths)} images")
     for b in boxes:  # fail before decoding anything
         pp.parse_crop_box(b)
+    drafts = None
+    if draft_boxes is not None and getattr(spec, "jpeg_draft", 0):
+        drafts = {p: d for p, d in zip(paths, draft_boxes)}
 
     def decode(path, box):
         as_str = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
-        return pp.to_uint8(as_str(path), spec, as_str(box))
+        path, box = as_str(path), as_str(box)
+        if drafts is None:
+            return pp.to_uint8(path, spec, box)
+        img, s = pp.decode_scaled(path, spec, drafts[path] or None)
+        return pp.to_uint8(img, spec, box or None, dct_scale=s)
 
     if tf is None:  # another Keras backend (e.g. PyTorch on a GPU machine): Pillow in threads
         from concurrent.futures import ThreadPoolExecutor

@@ -112,7 +112,7 @@ def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: li
 
 def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
              batch_size: int = 64, train_type_counts: dict[str, int] | None = None,
-             figure_prefix: str = "") -> dict:
+             figure_prefix: str = "", boxes: list | None = None, aircraft: np.ndarray | None = None) -> dict:
     """Score a labelled split end to end.
 
     Args:
@@ -123,6 +123,8 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
             ``<prefix>confusion_type_<m>.png`` with the true manufacturer's stage 2).
         train_type_counts: training images per ICAO type (the figures' "types with >= 50 training
             photos"); default: every trained type counts as frequent.
+        boxes, aircraft: per row, the aircraft box the pixels were cut to and the localizer's
+            aircraft probability (:meth:`Cascade.predict`); ``None``: whole images, no gate.
     Returns:
         The :func:`summarise` figures of the whole split, ``per_source`` (the same per ``source``),
         and the long-standing keys: ``n_test``, ``manufacturer_accuracy`` (stage 1),
@@ -141,7 +143,9 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
     stage1_probs = []
     for s in range(0, len(df), batch_size):
         x = pp.scale(pixels[s:s + batch_size], cascade.spec)
-        preds += cascade.predict(x, top_k=3)
+        end = min(s + batch_size, len(df))
+        preds += cascade.predict(x, top_k=3, boxes=None if boxes is None else boxes[s:end],
+                                 aircraft=None if aircraft is None else aircraft[s:end])
         stage1_probs.append(np.asarray(cascade.stage1.predict_on_batch(x), np.float64))
         for m, model in cascade.stage2.items():
             rows = [i for i in range(s, min(s + batch_size, len(df))) if true_m[i] == m]
@@ -212,7 +216,8 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
 
 
 def evaluate_domains(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
-                     train_type_counts: dict[str, int] | None = None) -> dict:
+                     train_type_counts: dict[str, int] | None = None, boxes: list | None = None,
+                     aircraft: np.ndarray | None = None) -> dict:
     """:func:`evaluate` on the renders and on the photos of a split, apart.
 
     Args:
@@ -228,5 +233,89 @@ def evaluate_domains(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, fig
         idx = np.flatnonzero((df["domain"] == domain).to_numpy())
         if len(idx):
             out[key] = evaluate(cascade, df.iloc[idx].reset_index(drop=True), pixels[idx], figures_dir=figures_dir,
-                                train_type_counts=train_type_counts, figure_prefix=prefix)
+                                train_type_counts=train_type_counts, figure_prefix=prefix,
+                                boxes=None if boxes is None else [boxes[i] for i in idx],
+                                aircraft=None if aircraft is None else aircraft[idx])
     return out
+
+
+#: The out-of-scope confusion matrix's classes: the stage-1 classes and "none" (no aircraft).
+SCOPE_LABELS = ("Airbus", "Boeing", "Other", "none")
+
+
+def out_of_scope(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, aircraft: np.ndarray,
+                 boxes: list | None = None, figures_dir: Path | None = Path("reports/figures"),
+                 n_generated: int = 64) -> dict:
+    """How the cascade answers what is not an Airbus or Boeing airliner.
+
+    Args:
+        df, pixels, aircraft, boxes: the test rows (photos and renders; only photos count), their
+            uint8 pixels as the classifier sees them, the localizer's aircraft probability and
+            aircraft boxes.
+        n_generated: generated negatives (:func:`model.negatives.generated`, seeds 2 and 3; the
+            gate's threshold was chosen on seed 1), beside scikit-image's bundled photos.
+    Returns:
+        ``other_as_other`` (share of ``Other`` test photos answered ``Other``; ``n_other``),
+        ``negatives_as_none`` (share of negatives answered level ``none``; ``n_negatives``, and
+        per kind), ``airbus_boeing_out`` (share of Airbus/Boeing test photos answered ``Other``
+        or ``none``; ``n_airbus_boeing``; ``airbus_boeing_as_none``, ``airbus_boeing_as_other``),
+        ``airbus_boeing_balanced`` (mean Airbus/Boeing recall), ``ece_stage1`` (over the stage-1
+        classes, photos), ``confusion`` ``{labels, counts}`` (true vs answered, negatives as
+        ``none``), and ``examples`` (a few answers per case). ``None`` where a set is empty.
+    """
+    from . import calibration as cal
+    from . import negatives as neg
+
+    photo = (df["domain"] == "photo").to_numpy()
+    rows = np.flatnonzero(photo)
+    preds = []
+    for s in range(0, len(rows), 64):
+        r = rows[s:s + 64]
+        preds += cascade.predict(pp.scale(pixels[r], cascade.spec), top_k=3,
+                                 boxes=None if boxes is None else [boxes[i] for i in r], aircraft=aircraft[r])
+    true = df["manufacturer"].to_numpy()[rows]
+    answered = np.array(["none" if p["answer"]["level"] == "none" else p["manufacturer"]["label"] for p in preds],
+                        dtype=object)
+    negs = neg.bundled() + neg.generated(n_generated // 2, seed=2) + neg.generated(n_generated // 2, seed=3)
+    neg_preds = []
+    for s in range(0, len(negs), 16):
+        neg_preds += cascade.predict_images([im for _, im in negs[s:s + 16]], top_k=3)
+    neg_answer = np.array(["none" if p["answer"]["level"] == "none" else p["manufacturer"]["label"]
+                           for p in neg_preds], dtype=object)
+    other = true == "Other"
+    ab = np.isin(true, ["Airbus", "Boeing"])
+    recalls = [float(np.mean(answered[true == m] == m)) for m in ("Airbus", "Boeing") if (true == m).any()]
+    y = np.array([cascade.manufacturers.index(m) if m in cascade.manufacturers else -1 for m in true])
+    keep = y >= 0
+    stage1 = []
+    for s in range(0, len(rows), 64):
+        stage1.append(np.asarray(cascade.probabilities(pp.scale(pixels[rows[s:s + 64]], cascade.spec))[0]))
+    p1 = np.concatenate(stage1) if stage1 else np.zeros((0, len(cascade.manufacturers)))
+    kinds: dict[str, list[bool]] = {}
+    for (name, _), a in zip(negs, neg_answer):
+        kinds.setdefault(name.split(":")[0] if name.startswith("skimage") else name.split(":")[1].split("-")[0],
+                         []).append(a == "none")
+    labels = list(SCOPE_LABELS)
+    cm = confusion(list(true) + ["none"] * len(negs), list(answered) + list(neg_answer), labels)
+    if figures_dir is not None:
+        plot_confusion(cm, labels, "Out of scope: true vs answered (photos + negatives)",
+                       Path(figures_dir) / "out_of_scope_confusion.png")
+    examples = []
+    for case, idx in (("Other", np.flatnonzero(other)[:2]), ("Airbus/Boeing", np.flatnonzero(ab)[:2])):
+        examples += [{"case": case, "file": df["image_path"].iat[rows[i]], "answer": preds[i]["answer"],
+                      "aircraft": preds[i]["aircraft"]} for i in idx]
+    examples += [{"case": "negative", "file": name, "answer": p["answer"], "aircraft": p["aircraft"]}
+                 for (name, _), p in list(zip(negs, neg_preds))[:: max(1, len(negs) // 4)]]
+    return {
+        "other_as_other": _rate(answered[other] == "Other"), "n_other": int(other.sum()),
+        "negatives_as_none": _rate(neg_answer == "none"), "n_negatives": len(negs),
+        "negatives_as_none_by_kind": {k: float(np.mean(v)) for k, v in sorted(kinds.items())},
+        "airbus_boeing_out": _rate(np.isin(answered[ab], ["Other", "none"])), "n_airbus_boeing": int(ab.sum()),
+        "airbus_boeing_as_none": _rate(answered[ab] == "none"),
+        "airbus_boeing_as_other": _rate(answered[ab] == "Other"),
+        "airbus_boeing_balanced": float(np.mean(recalls)) if recalls else None,
+        "ece_stage1": cal.expected_calibration_error(p1[keep], y[keep]) if keep.any() else None,
+        "stage1_classes": cascade.manufacturers,
+        "confusion": {"labels": labels, "counts": cm.tolist()},
+        "examples": examples,
+    }

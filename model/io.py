@@ -87,13 +87,15 @@ def write_json(path: Path, obj) -> None:
 
 def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: dict,
                  spec: pp.PreprocessingSpec, metrics: dict, model_card: str,
-                 version: str | None = None, update_latest: bool = True) -> Path:
+                 version: str | None = None, update_latest: bool = True, localizer=None) -> Path:
     """Export a complete model version atomically.
 
     Args:
         models_dir: parent folder (``models/``).
         stage1: Keras model, manufacturer probabilities. stage2: ``{manufacturer: keras.Model}``.
         labels: ``{"manufacturer": [...], "types": {m: [...]}}`` (index order = output order).
+        localizer: optional Keras model (:func:`model.localize.build_localizer`), saved as
+            ``localizer.keras``: the aircraft gate and crop of :class:`model.cascade.Cascade`.
     Returns:
         Path of the new version folder.
     """
@@ -109,6 +111,10 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         stage1.save(tmp / STAGE1)
         for m, model in stage2.items():
             model.save(tmp / stage2_file(m))
+        if localizer is not None:
+            from .localize import LOCALIZER_FILE
+
+            localizer.save(tmp / LOCALIZER_FILE)
         write_json(tmp / LABELS, labels)
         write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.reference_checksum(spec)})
         write_json(tmp / METRICS, metrics)

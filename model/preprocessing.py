@@ -9,6 +9,11 @@ Resizing is Pillow's, as ``keras.utils.load_img`` (and so R keras' ``image_load`
 R original called ``image_load(path, target_size = c(150, 150))`` (Pillow ``NEAREST``) and divided
 by 255. TensorFlow's ``tf.image.resize`` picks different source pixels (../shared/notes/stack.md),
 so it is never used on the serving path.
+
+Large JPEGs (camera files of 12-24 MP) can be decoded at 1/2, 1/4 or 1/8 of their size by
+libjpeg itself (DCT-domain scaling, :func:`decode_scaled`) when the spec's ``jpeg_draft`` is set:
+about 7x less decode time at 4000 px, and still at least ``jpeg_draft`` times the model input on
+each side before the resize. Versions saved without the field decode at full size.
 """
 
 from __future__ import annotations
@@ -64,6 +69,23 @@ class PreprocessingSpec:
         channel_order: always ``"RGB"``.
         scale, offset: ``x = pixel * scale + offset`` applied to uint8 pixels, giving float32.
             ``scale = 1/255, offset = 0`` gives [0, 1], the R original's ``/255``.
+        crop: ``None`` (the whole image, as before this field existed) or the aircraft crop
+            rule as a dict (:class:`model.localize.CropRule`): the version's localizer finds the
+            aircraft on the whole image and the model sees a box around it
+            (:func:`model.localize.box_from_cam`). Omitted from :meth:`to_dict` when ``None``, so
+            older specs keep their JSON and cache keys.
+        jpeg_draft: scaled JPEG decoding (integer >= 0). ``0`` (the default, and what every version
+            saved before this field existed gets from :meth:`from_dict`): JPEGs are decoded at full
+            size. ``k >= 1``: a JPEG is decoded directly at 1/s of its size with libjpeg's
+            DCT-domain scaling, s the largest of 8, 4 and 2 that keeps the region the model sees
+            (the whole image, or its dataset ``crop_box``) at least ``k x width`` by
+            ``k x height`` pixels, else at full size (:func:`jpeg_draft_scale`); then cropped and
+            resized as usual. The scales are libjpeg's ``scale_num / scale_denom`` output scaling
+            (libjpeg-turbo ``jdmaster.c`` ``jpeg_calc_output_dimensions``; Pillow's
+            ``JpegImageFile.draft`` offers 1/1, 1/2, 1/4 and 1/8). New trainings use ``2``: a
+            4000x2667 photo is decoded at 1000x667 for a 288-px model, some 7x faster than at
+            full size. PNG and WebP are always decoded at full size. Omitted from :meth:`to_dict`
+            when ``0``, so older specs keep their JSON and cache keys.
     """
 
     height: int = 128
@@ -72,6 +94,8 @@ class PreprocessingSpec:
     channel_order: str = "RGB"
     scale: float = 1.0 / 255.0
     offset: float = 0.0
+    crop: dict | None = dataclasses.field(default=None, hash=False)
+    jpeg_draft: int = 0
 
     def __post_init__(self):
         if self.resize not in RESAMPLING:
@@ -80,6 +104,10 @@ class PreprocessingSpec:
             raise ValueError("only channel_order='RGB' is supported")
         if self.height < 8 or self.width < 8:
             raise ValueError("height and width must be at least 8 pixels")
+        k = self.jpeg_draft
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or k < 0:
+            raise ValueError(f"jpeg_draft must be an integer >= 0 (0: off), got {k!r}")
+        object.__setattr__(self, "jpeg_draft", int(k))  # 2.0 from R or JSON -> 2
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -87,8 +115,20 @@ class PreprocessingSpec:
         return (self.height, self.width, 3)
 
     def to_dict(self) -> dict:
-        """The spec as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """The spec as a JSON-ready dict (optional fields left out while at their default)."""
+        d = dataclasses.asdict(self)
+        if d.get("crop") is None:
+            d.pop("crop", None)
+        if not d.get("jpeg_draft"):
+            d.pop("jpeg_draft", None)
+        return d
+
+    @property
+    def crop_rule(self):
+        """:class:`model.localize.CropRule` of :attr:`crop`, or ``None`` (no aircraft crop)."""
+        from .localize import CropRule
+
+        return CropRule.from_dict(self.crop)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessingSpec":
@@ -106,11 +146,13 @@ R_ORIGINAL_SPEC = PreprocessingSpec(height=150, width=150, resize="nearest")
 
 
 def decode_image(source: ImageSource) -> Image.Image:
-    """Open an encoded image and return it as an 8-bit RGB Pillow image.
+    """Open an encoded image and return it as an 8-bit RGB Pillow image, at full size.
 
     Only JPEG, PNG and WebP are opened (Pillow ``formats=`` allow-list). The EXIF orientation is
     applied; animated images give their first frame; grayscale, palette, RGBA (composited on
-    white), CMYK and 16-bit images are converted to RGB.
+    white), CMYK and 16-bit images are converted to RGB. (The model-input path,
+    :func:`to_uint8`, decodes through :func:`decode_scaled` instead, which may read a JPEG at a
+    reduced scale when the spec asks for it.)
 
     Args:
         source: the encoded bytes, or a path to a file.
@@ -122,6 +164,96 @@ def decode_image(source: ImageSource) -> Image.Image:
         ImageDecodeError: with ``code`` ``empty`` (zero bytes), ``unsupported_format``,
             ``truncated``, ``too_large`` (over :data:`MAX_IMAGE_PIXELS`) or ``unreadable``.
     """
+    return decode_scaled(source)[0]
+
+
+#: libjpeg's DCT-domain output scales that Pillow's ``JpegImageFile.draft`` can ask for, as
+#: denominators (1/8, 1/4, 1/2; 1 is the full-size decode), largest reduction first.
+DCT_SCALES: tuple[int, ...] = (8, 4, 2)
+
+#: ``jpeg_draft`` of new trainings (``model.train.TrainConfig.spec``): the decoded JPEG keeps at
+#: least twice the model input on each side, so the resize still averages 2x2 or more source
+#: pixels per output pixel (accuracy before/after: README, "Real-size uploads").
+DEFAULT_JPEG_DRAFT = 2
+
+
+def jpeg_draft_scale(size: tuple[int, int], spec: "PreprocessingSpec") -> int:
+    """The DCT scale denominator :func:`decode_scaled` decodes a JPEG at.
+
+    Args:
+        size: ``(width, height)`` in full-size pixels of the region the model will see (the
+            whole EXIF-rotated image, or its ``crop_box``).
+        spec: the preprocessing spec; ``spec.jpeg_draft`` is the factor ``k``.
+
+    Returns:
+        The largest ``s`` of :data:`DCT_SCALES` with ``width // s >= k * spec.width`` and
+        ``height // s >= k * spec.height``; ``1`` (full size) when none fits or ``k == 0``.
+        E.g. with ``k = 2`` and a 288x288 input: 4000x2667 -> 4 (1000x667), 6000x4000 -> 4,
+        2000x1333 -> 2, 800x533 -> 1.
+    """
+    k = spec.jpeg_draft
+    if not k:
+        return 1
+    w, h = size
+    for s in DCT_SCALES:
+        if w // s >= k * spec.width and h // s >= k * spec.height:
+            return s
+    return 1
+
+
+class _DecodeErrors:
+    """Context manager: Pillow's exceptions while opening/decoding become :class:`ImageDecodeError`."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, e, tb):
+        if exc_type is None or issubclass(exc_type, ImageDecodeError):
+            return False
+        if issubclass(exc_type, Image.DecompressionBombError):
+            raise ImageDecodeError("too_large", f"image too large: {e}") from None
+        if issubclass(exc_type, UnidentifiedImageError):
+            raise ImageDecodeError("unsupported_format", f"not a {'/'.join(ALLOWED_FORMATS)} image") from None
+        if issubclass(exc_type, (OSError, SyntaxError, ValueError)):
+            msg = str(e)
+            code = "truncated" if "truncated" in msg.lower() or "broken data stream" in msg else "unreadable"
+            raise ImageDecodeError(code, f"cannot decode image: {msg}") from None
+        return False
+
+
+def _box(crop_box) -> tuple[int, int, int, int] | None:
+    return parse_crop_box(crop_box) if isinstance(crop_box, str) or crop_box is None else tuple(crop_box)
+
+
+def decode_scaled(source: ImageSource, spec: "PreprocessingSpec | None" = None,
+                  crop_box: tuple[int, int, int, int] | str | None = None) -> tuple[Image.Image, int]:
+    """:func:`decode_image`, reading a JPEG at a reduced DCT scale when ``spec.jpeg_draft`` asks.
+
+    With ``spec.jpeg_draft = k >= 1`` and a JPEG (or MPO, a camera JPEG with a second picture),
+    the decoder is told (Pillow ``draft``, before loading) to produce the image at 1/s of its
+    size, ``s = jpeg_draft_scale(region, spec)``, region being ``crop_box``'s size or the whole
+    image's, in the EXIF-rotated frame. libjpeg then skips most of the IDCT work: each output
+    pixel covers an s x s block of the full-size image (the last row/column may cover less; the
+    size is ``ceil(full / s)``). The pixel limit (:data:`MAX_IMAGE_PIXELS`) is checked on the
+    full size. The EXIF orientation is applied after decoding, as in :func:`decode_image`.
+
+    Args:
+        source: the encoded bytes, or a path to a file.
+        spec: the preprocessing spec; ``None`` or ``jpeg_draft = 0``: full size, as
+            :func:`decode_image`.
+        crop_box: the dataset's box (see :func:`parse_crop_box`), in full-size pixels of the
+            EXIF-rotated image; only used to choose ``s`` (and checked against the full size).
+            The image returned is not cropped.
+
+    Returns:
+        ``(image, s)``: a loaded RGB ``PIL.Image.Image`` and the scale denominator it was decoded
+        at (1, 2, 4 or 8; 1 for PNG/WebP, small JPEGs and ``jpeg_draft = 0``).
+
+    Raises:
+        ImageDecodeError: see :func:`decode_image`. ValueError: a malformed ``crop_box``, or one
+            reaching outside the image (only checked here for drafted JPEGs; :func:`to_uint8`
+            checks the others).
+    """
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
@@ -130,28 +262,37 @@ def decode_image(source: ImageSource) -> Image.Image:
         raise ImageDecodeError("empty", "the image is empty (0 bytes)")
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
+    with _DecodeErrors():
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         if img.width * img.height > MAX_IMAGE_PIXELS:
             raise ImageDecodeError(
                 "too_large", f"image of {img.width}x{img.height} pixels exceeds {MAX_IMAGE_PIXELS}"
             )
         img.seek(0)
+    s = 1
+    if spec is not None and spec.jpeg_draft and img.format in ("JPEG", "MPO"):
+        s = _draft(img, spec, crop_box)
+    with _DecodeErrors():
         img.load()
-    except ImageDecodeError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageDecodeError("too_large", f"image too large: {e}") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(
-            "unsupported_format", f"not a {'/'.join(ALLOWED_FORMATS)} image"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e)
-        code = "truncated" if "truncated" in msg.lower() or "broken data stream" in msg else "unreadable"
-        raise ImageDecodeError(code, f"cannot decode image: {msg}") from None
-    img = ImageOps.exif_transpose(img)
-    return _to_rgb(img)
+    ImageOps.exif_transpose(img, in_place=True)  # the same pixels as the copying call, without the copy
+    return _to_rgb(img), s
+
+
+def _draft(img: Image.Image, spec: "PreprocessingSpec", crop_box) -> int:
+    """Ask libjpeg for a reduced decode of the opened, not yet loaded JPEG ``img``; returns s."""
+    w, h = img.size
+    with _DecodeErrors():
+        orientation = img.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
+    full = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the frame crop boxes are given in
+    box = _box(crop_box)
+    if box is not None and (box[2] > full[0] or box[3] > full[1]):
+        raise ValueError(f"crop_box {box} reaches outside the {full[0]}x{full[1]} image")
+    s = jpeg_draft_scale((box[2] - box[0], box[3] - box[1]) if box else full, spec)
+    if s == 1:
+        return 1
+    # Pillow picks the largest of 8, 4, 2, 1 not above min(w // req_w, h // req_h): exactly s here.
+    drafted = img.draft(None, (w // s, h // s))
+    return 1 if not drafted else int(round(w / drafted[1][2]))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -212,9 +353,22 @@ def crop(img: Image.Image, box: tuple[int, int, int, int] | str | None) -> Image
 
 
 def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
-             crop_box: tuple[int, int, int, int] | str | None = None) -> np.ndarray:
+             crop_box: tuple[int, int, int, int] | str | None = None, dct_scale: int = 1) -> np.ndarray:
     """Decode (if needed), crop (datasets' ``crop_box``, e.g. FGVC-Aircraft's credit banner; the
     API never crops) and resize an image.
+
+    Encoded sources are decoded by :func:`decode_scaled`, so a spec with ``jpeg_draft`` reads a
+    large JPEG at 1/s of its size. ``crop_box`` is always in full-size pixels: on an image decoded
+    at 1/s it becomes the fractional box ``crop_box / s`` of Pillow's ``resize(box=...)`` (crop
+    and resize in one step); at full size it is cut with :func:`crop`, then resized, as before
+    ``jpeg_draft`` existed.
+
+    Args:
+        source: encoded bytes or a path, or an already decoded Pillow image.
+        spec: the preprocessing spec.
+        crop_box: see :func:`parse_crop_box`; ``None``/empty: the whole image.
+        dct_scale: only for a decoded ``source``: the ``s`` it was decoded at
+            (:func:`decode_scaled`'s second value); 1 for a full-size image.
 
     Returns:
         ``uint8`` array of shape ``(spec.height, spec.width, 3)``, RGB.
@@ -222,8 +376,18 @@ def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
     Raises:
         ImageDecodeError: see :func:`decode_image`. ValueError: a bad ``crop_box``.
     """
-    img = source if isinstance(source, Image.Image) else decode_image(source)
-    return np.asarray(resize(crop(img.convert("RGB"), crop_box), spec), dtype=np.uint8)
+    if isinstance(source, Image.Image):
+        img, s = source, int(dct_scale)
+    else:
+        img, s = decode_scaled(source, spec, crop_box)
+    img = img if img.mode == "RGB" else img.convert("RGB")
+    box = _box(crop_box)
+    if s == 1 or box is None:
+        return np.asarray(resize(crop(img, box), spec), dtype=np.uint8)
+    if box[2] > img.width * s or box[3] > img.height * s:
+        raise ValueError(f"crop_box {box} reaches outside the image (decoded at 1/{s}: {img.width}x{img.height})")
+    scaled = (box[0] / s, box[1] / s, min(box[2] / s, img.width), min(box[3] / s, img.height))
+    return np.asarray(img.resize((spec.width, spec.height), RESAMPLING[spec.resize], box=scaled), dtype=np.uint8)
 
 
 def scale(pixels: np.ndarray, spec: PreprocessingSpec) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Batch scoring of a folder of images to CSV (``make score IMAGES=<dir> OUT=<csv>``).
 
-Decoding runs in parallel in a ``tf.data`` pipeline (the project's Pillow preprocessing inside
-``tf.numpy_function``), inference is batched (``predict_on_batch``), and every finished batch is
+Decoding runs in a thread pool of its own, sized to the cores, a few batches ahead of the forward
+pass (:func:`decoded_batches`), inference is batched (``predict_on_batch``), and every finished batch is
 appended to the CSV as whole lines and flushed to disk. Re-running skips files already in the CSV,
 so a killed run resumes; an unreadable file gets a row with its ``error`` instead of a crash.
 """
@@ -19,10 +19,16 @@ from . import preprocessing as pp
 from .cascade import Cascade
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-#: ``family``/``type`` are empty where the answer does not reach that level; ``answer`` is "B77W",
-#: "B777 family" or "Boeing"; ``joint_probability`` is P(manufacturer) x P(answer | manufacturer).
+#: ``family``/``type`` are empty where the answer does not reach that level (``manufacturer`` and its
+#: probability too for answer level ``none``); ``answer`` is "B77W", "B777 family", "Boeing", "Other"
+#: or "none"; ``joint_probability`` is P(manufacturer) x P(answer | manufacturer) (empty for
+#: ``none``). Appended later: ``answer_level`` (``type``, ``family``, ``manufacturer``, ``none``),
+#: ``answer_text`` (the answer in words, "not an aircraft", ...), ``aircraft_probability`` (the
+#: localizer's, empty without one) and ``box`` (the crop the answer came from as "left top right
+#: bottom" in the image's pixels after EXIF rotation, empty for the whole image).
 SCORE_COLUMNS = ("file", "manufacturer", "manufacturer_probability", "family", "family_probability", "type",
-                 "type_probability", "answer", "joint_probability", "unsure", "model_version", "error")
+                 "type_probability", "answer", "joint_probability", "unsure", "model_version", "error",
+                 "answer_level", "answer_text", "aircraft_probability", "box")
 
 
 def list_images(root: str | os.PathLike, num_shards: int = 1, shard_index: int = 0) -> list[str]:
@@ -67,25 +73,59 @@ def done_files(out: Path) -> set[str]:
     return {r["file"] for r in rows}
 
 
-def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, batch_size: int):
-    """Yield ``(names, pixels uint8 (b, H, W, 3), errors)`` batches, decoded in parallel by tf.data."""
-    import tensorflow as tf
+def decode_workers() -> int:
+    """Threads of the decode pool: the CPUs this process may run on (``os.sched_getaffinity``,
+    which follows a container's cpuset), else ``os.cpu_count()``; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
-    def decode(rel):
+
+def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, batch_size: int,
+                    workers: int | None = None, prefetch: int = 2):
+    """Yield ``(names, pixels, errors)`` batches of ``files`` (paths relative to ``root``), in order.
+
+    A pool of ``workers`` threads (default :func:`decode_workers`, the cores) decodes with the
+    project's preprocessing (:func:`model.preprocessing.to_uint8`; Pillow releases the GIL while
+    decoding and resizing, so the threads run in parallel) up to ``prefetch`` batches ahead of
+    the one being yielded: while the caller runs the forward pass of one batch, the next ones are
+    decoded.
+
+    Yields:
+        ``names`` (list of str, ``batch_size`` or fewer), ``pixels`` uint8 ``(b, H, W, 3)`` (zeros
+        for an unreadable file) and ``errors`` (list of str: ``""``, or why the file could not be
+        decoded).
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(rel: str):
         try:
-            return pp.to_uint8(root / rel.decode(), spec), b""
+            return pp.to_uint8(root / rel, spec), ""
         except (pp.ImageDecodeError, OSError) as e:
-            return np.zeros(spec.input_shape, np.uint8), str(e).encode()
+            return np.zeros(spec.input_shape, np.uint8), str(e)
 
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(files, dtype=object).astype(str))
+    starts = iter(range(0, len(files), batch_size))
+    pool = ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="score-decode")
+    queued: deque = deque()
 
-    def tf_decode(rel):
-        img, err = tf.numpy_function(decode, [rel], (tf.uint8, tf.string))
-        return rel, tf.ensure_shape(img, spec.input_shape), err
+    def queue_next() -> None:
+        start = next(starts, None)
+        if start is not None:
+            names = files[start:start + batch_size]
+            queued.append((names, [pool.submit(decode, n) for n in names]))
 
-    ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    for names, pixels, errors in ds.batch(batch_size).prefetch(2):
-        yield ([n.decode() for n in names.numpy()], pixels.numpy(), [e.decode() for e in errors.numpy()])
+    try:
+        for _ in range(1 + max(0, prefetch)):
+            queue_next()
+        while queued:
+            names, futures = queued.popleft()
+            queue_next()
+            done = [f.result() for f in futures]
+            yield names, np.stack([d[0] for d in done]), [d[1] for d in done]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.PathLike, batch_size: int = 32,
@@ -112,27 +152,71 @@ def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.Path
         if todo:
             for names, pixels, errors in decoded_batches(root, todo, cascade.spec, batch_size):
                 ok = [i for i, e in enumerate(errors) if not e]
-                preds = cascade.predict(pp.scale(pixels[ok], cascade.spec), top_k=1) if ok else []
-                by_row = dict(zip(ok, preds))
+                if cascade.localizer is not None:  # whole image -> localizer -> crop (Cascade.predict_images)
+                    preds = _predict_located(cascade, root, [names[i] for i in ok], errors, ok)
+                else:
+                    preds = cascade.predict(pp.scale(pixels[ok], cascade.spec), top_k=1) if ok else []
+                by_row = {i: p for i, p in zip(ok, preds) if p is not None}
                 buf = io.StringIO()
                 w = csv.writer(buf)
                 for i, name in enumerate(names):
                     p = by_row.get(i)
                     if p is None:
                         n_err += 1
-                        w.writerow([name] + [""] * (len(SCORE_COLUMNS) - 3) + [cascade.version, errors[i]])
-                    else:
-                        w.writerow([name, p["manufacturer"]["label"], f"{p['manufacturer']['probability']:.6f}",
-                                    p["family"]["label"] or "", _fmt(p["family"]["probability"]),
-                                    p["type"]["label"] or "", _fmt(p["type"]["probability"]),
-                                    p["answer"]["label"], _fmt(p["branches"][0]["joint_probability"]),
-                                    str(p["unsure"]).lower(), cascade.version, ""])
+                    w.writerow(score_row(name, p, cascade.version, errors[i]))
                 fh.write(buf.getvalue())
                 fh.flush()
                 os.fsync(fh.fileno())
                 bar.update(len(names))
         bar.close()
     return {"scored": len(todo), "skipped": len(files) - len(todo), "errors": n_err, "out": str(out)}
+
+
+def _predict_located(cascade: Cascade, root: Path, names: list[str], errors: list[str], ok: list[int]) -> list:
+    """Predictions of a version with a localizer (:meth:`Cascade.predict_images`, one batch), or
+    per image when one fails to decode at full size (its ``errors`` entry is set, prediction None)."""
+    if not names:
+        return []
+    try:
+        return cascade.predict_images([root / n for n in names], top_k=1)
+    except (pp.ImageDecodeError, OSError):
+        out = []
+        for i, n in zip(ok, names):
+            try:
+                out.append(cascade.predict_images([root / n], top_k=1)[0])
+            except (pp.ImageDecodeError, OSError) as e:
+                errors[i] = str(e)
+                out.append(None)
+        return out
+
+
+def score_row(name: str, pred: dict | None, version: str, error: str = "") -> list[str]:
+    """One CSV row in :data:`SCORE_COLUMNS` order.
+
+    Args:
+        name: the file, relative to the scored folder. pred: one result of
+            :meth:`model.cascade.Cascade.predict` (``None`` for an unreadable file: every
+            prediction column empty). version: the model version. error: why the file could not
+            be read (``""`` when it could).
+    Returns:
+        The row's fields as text: probabilities with 6 decimals, ``unsure`` ``true``/``false``,
+        ``box`` as "left top right bottom" (:func:`model.localize.box_text`); empty where a level
+        is not answered.
+    """
+    from .localize import box_text
+
+    row = dict.fromkeys(SCORE_COLUMNS, "")
+    row.update(file=name, model_version=version, error=error)
+    if pred is not None:
+        m, f, t, a = pred["manufacturer"], pred["family"], pred["type"], pred["answer"]
+        row.update(manufacturer=m["label"] or "", manufacturer_probability=_fmt(m["probability"]),
+                   family=f["label"] or "", family_probability=_fmt(f["probability"]),
+                   type=t["label"] or "", type_probability=_fmt(t["probability"]), answer=a["label"],
+                   joint_probability="" if a["level"] == "none" else _fmt(pred["branches"][0]["joint_probability"]),
+                   unsure=str(pred["unsure"]).lower(), answer_level=a["level"], answer_text=a.get("text", ""),
+                   aircraft_probability=_fmt((pred.get("aircraft") or {}).get("probability")),
+                   box=box_text(pred.get("box")))
+    return [row[c] for c in SCORE_COLUMNS]
 
 
 def _fmt(v) -> str:

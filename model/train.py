@@ -77,12 +77,20 @@ class TrainConfig:
     init_weights: str | None = None  # --full: start from these weights (model.full.save_weights)
     save_weights: str | None = None  # --full: also write the trained weights here (float16 .npz)
     workers: int = 0  # --full: augmentation threads (0: the CPU count, at most 8)
+    localizer: bool = True  # pretrained backbones: ship the ImageNet-head localizer (aircraft gate, crop)
+    crop: bool = False  # classify a box around the aircraft (model.localize.CropRule), in training and serving
+    crop_rule: dict | None = None  # CropRule fields overriding its defaults (with crop)
+    tta: str | None = None  # "flip": average the probabilities of the image and its mirror at inference
+    source_balance: bool = False  # stage 1: both manufacturers weigh the same inside each photo source
+    one_source_stage1: float = 1.0  # stage-1 weight factor of a photo source with one manufacturer (0: stage 2 only)
+    view_styles: bool = False  # --photo-views with night/dusk, squashed, zoomed-out and watermarked styles
     version: str | None = None
     verbose: int = 2
     extra: dict = field(default_factory=dict)
 
     def spec(self) -> pp.PreprocessingSpec:
-        return pp.PreprocessingSpec(height=self.image_size, width=self.image_size, resize=self.resize)
+        return pp.PreprocessingSpec(height=self.image_size, width=self.image_size, resize=self.resize,
+                                    jpeg_draft=pp.DEFAULT_JPEG_DRAFT)
 
 
 def _log(msg: str) -> None:
@@ -294,6 +302,26 @@ def model_card(cfg: TrainConfig, df: pd.DataFrame, labels: dict, metrics: dict, 
             f"| {k} | {_f(v)} |" for k, v in rows) + "\n"
 
     leaves = "; ".join(f"{m}: {', '.join(t)}" for m, t in labels["types"].items())
+    oos = metrics.get("out_of_scope") or {}
+    scope = ("" if not oos else
+             f"""
+## Out of scope: other makers and images without an aircraft
+Stage 1 has a class `Other` (other makers' aircraft; answered "another manufacturer", no family
+or type) when the training data holds such photos. The localizer (EfficientNet-Lite0's ImageNet head
+on the whole image) answers "not an aircraft" below an aircraft probability of
+{_f(labels.get("aircraft_threshold"))} (chosen on validation photos and generated negatives).
+
+| metric | value |
+|---|---|
+| `Other` test photos answered `Other` (n {oos.get("n_other")}) | {_f(oos.get("other_as_other"))} |
+| negatives answered "not an aircraft" (n {oos.get("n_negatives")}) | {_f(oos.get("negatives_as_none"))} |
+| Airbus/Boeing test photos sent to `Other` or "not an aircraft" (n {oos.get("n_airbus_boeing")}) | {_f(oos.get("airbus_boeing_out"))} |
+| stage-1 ECE over {", ".join(oos.get("stage1_classes") or [])} | {_f(oos.get("ece_stage1"))} |
+""")
+    crop = ("Each image is first localised (class activation map of the ImageNet head) and the classifier "
+            f"sees a box around the aircraft (rule: {json.dumps(cfg.crop_rule or {})} over the defaults of "
+            "`model.localize.CropRule`)." if cfg.crop else "The classifier sees the whole image.")
+    tta = " Probabilities are averaged over the image and its mirror (TTA)." if labels.get("tta") == "flip" else ""
     return f"""# planespotter model {version}
 
 ## Model
@@ -304,6 +332,7 @@ otherwise it stops at the family ("B777 family").
 Backbone: `{cfg.backbone}`{" (upper part fine-tuned)" if cfg.fine_tune else ""}; input
 {cfg.image_size}x{cfg.image_size} RGB, Pillow `{cfg.resize}` resize, scaled to [0, 1].
 Probabilities calibrated by temperature scaling on the validation split (photos where there are any).
+{crop}{tta}
 Routing threshold {cfg.threshold}: below it the answer is "unsure" and both branches are reported.
 
 ## Training data
@@ -332,12 +361,24 @@ internal measurements. FlightGear renders derive from GPL-2.0-or-later models an
 {table(metrics.get("test"), "Renders")}
 Calibration (validation ECE before → after): {json.dumps({k: [round(v["val_ece_before"], 4), round(v["val_ece_after"], 4)] for k, v in metrics.get("calibration", {}).items()})}
 
+{scope}
 ## Intended use and limits
 Classifying photos of Airbus and Boeing airliners by manufacturer, family and ICAO type. The real
 photos it learnt from are few for Airbus and skewed to the 737 and 747 (see the counts above), so
 expect lower accuracy on photos unlike them; figures on photos from other sources are lower than
-on this test split. Types outside the label list are answered at family level at best. Not for
-safety-relevant identification.
+on this test split: the leave-one-source-out figures (`make eval-sources`, README) are the ones
+that predict a new photo collection. Types outside the label list are answered at family level at
+best. Not for safety-relevant identification.
+
+Known to go wrong (README, "What the model gets wrong"):
+- four-engined wide-bodies mixed up (A340/A380 said 747, and back), above all on photos from
+  collections it never saw;
+- photos in styles its training photos lack: night and dusk, head-on and tail-on views, an
+  aircraft seen from below, small aircraft in wide scenes;
+- Airbus recall on photos from a new collection is lower than Boeing recall (few Airbus photos,
+  from few sources);
+- other makers' aircraft unlike the `Other` photos it learnt from (FGVC-Aircraft style only) may
+  still get an Airbus or Boeing answer.
 """
 
 
@@ -380,8 +421,9 @@ def _train_joint(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: di
     if cfg.photo_views > 0 and len(photo_tr):
         t = time.time()
         sub = df.iloc[photo_tr]
-        aug = augment.PhotoAugment()
-        views = augment.make_views(sub["abs_path"].tolist(), sub["sha256"].tolist(), sub["crop_box"].tolist(),
+        aug = augment.STYLES if cfg.view_styles else augment.PhotoAugment()
+        boxes = sub["model_box"] if "model_box" in sub else sub["crop_box"]
+        views = augment.make_views(sub["abs_path"].tolist(), sub["sha256"].tolist(), boxes.tolist(),
                                    spec, cfg.photo_views, seed=cfg.seed, aug=aug)
         keyed = pd.concat([sub.assign(sha256=sub["sha256"] + f"#view{v}-{cfg.seed}-{aug.key()}")
                            for v in range(cfg.photo_views)], ignore_index=True)
@@ -390,7 +432,7 @@ def _train_joint(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: di
         seconds["photo_views"] = round(time.time() - t, 1)
         _log(f"{len(keyed)} augmented views of {len(photo_tr)} training photos in {seconds['photo_views']}s")
     y, w, _, _, columns = _targets(rows_tr, manufacturers, types, families, cfg.photo_share, cfg.family_power,
-                                   cfg.source_power)
+                                   cfg.source_power, cfg.source_balance, cfg.one_source_stage1)
     va = _judging_rows(df, sel)
     y_va, w_va, mask_va, lab_va, _ = _targets(df.iloc[va], manufacturers, types, families, 0.5, 0.0)
     keras.utils.set_random_seed(cfg.seed)
@@ -436,7 +478,8 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
 
 
 def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families: dict, photo_share: float,
-             family_power: float, source_power: float = 0.0):
+             family_power: float, source_power: float = 0.0, source_balance: bool = False,
+             one_source_stage1: float = 1.0):
     """Targets and weights of ``rows``: ``(y, w, mask, labelled, columns)``; ``y`` and ``w`` are
     ``{"manufacturer": ..., "leaves": ...}`` dicts for :mod:`model.joint` / :mod:`model.full` (leaf
     weights 0 on rows without a stage-2 target; see :func:`leaf_targets`,
@@ -448,7 +491,13 @@ def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families
                          source=rows["source"], source_power=source_power)
     m_index = {m: i for i, m in enumerate(manufacturers)}
     y = {"manufacturer": rows["manufacturer"].map(m_index).to_numpy(), "leaves": mask}
-    return y, {"manufacturer": w, "leaves": w * labelled}, mask, labelled, columns
+    w1 = w
+    if source_balance or one_source_stage1 != 1.0:
+        from .weighting import source_manufacturer_weights
+
+        w1 = source_manufacturer_weights(w, rows["manufacturer"], rows["source"], rows["domain"],
+                                         balance=source_balance, one_manufacturer_factor=one_source_stage1)
+    return y, {"manufacturer": w1, "leaves": w * labelled}, mask, labelled, columns
 
 
 def _judging_rows(df: pd.DataFrame, sel: dict) -> np.ndarray:
@@ -529,37 +578,89 @@ def _train_images(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: d
     return stage1, stage2, calibration, histories, seconds
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several).
+@dataclass
+class Prepared:
+    """What every training over one set of datasets shares (:func:`prepare`): the rows with their
+    splits, the decoded pixels (cut to the aircraft box when cropping), the localizer's outputs.
 
-    Returns:
-        The new version folder (``models/<version>``); ``models/latest`` points to it.
-    Raises:
-        model.data.DatasetError: unusable dataset; ValueError: a split lacks a manufacturer.
+    Attributes:
+        df: rows (:func:`model.data.read_metadata` + ``split``), manufacturers in
+            :data:`STAGE1_MANUFACTURERS`; pixels: uint8 ``(n, H, W, 3)``; spec: with ``crop`` set
+            when cropping; aircraft: float32 ``(n,)`` localizer aircraft probability, or ``None``;
+            boxes: each row's classifier crop box text (dataset box composed with the aircraft box);
+            aircraft_boxes: the aircraft box alone per row, in the image's pixels, or ``None``.
     """
-    from . import evaluate as mev
-    from . import features
 
-    t0 = time.time()
-    version = cfg.version or mio.new_version()
+    df: pd.DataFrame
+    pixels: np.ndarray
+    spec: pp.PreprocessingSpec
+    aircraft: np.ndarray | None
+    boxes: list
+    localizer_model: object = None
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Read the datasets, assign splits, run the localizer (cached) and decode the pixels (cached).
+
+    Raises:
+        model.data.DatasetError: unusable dataset.
+    """
+    from . import features
+    from . import localize as loc
+
     spec = cfg.spec()
     df = mdata.assign_splits(mdata.read_metadata(cfg.data), seed=cfg.seed)
     df = df[df["manufacturer"].isin(STAGE1_MANUFACTURERS)].reset_index(drop=True)
-    manufacturers = [m for m in STAGE1_MANUFACTURERS if (df["manufacturer"] == m).any()]
+    aircraft, boxes, localizer_model = None, df["crop_box"].tolist(), None
+    if cfg.localizer and cfg.backbone in features.FEATURE_BACKBONES and cfg.backbone.startswith("lite"):
+        t = time.time()
+        localizer_model = loc.build_localizer(224, None if cfg.weights in (None, "imagenet") else cfg.weights)
+        aircraft, cams = loc.dataset_locate(df, 224, cfg.weights, localizer=localizer_model, spec=spec)
+        _log(f"localizer over {len(df)} images in {time.time() - t:.1f}s")
+        if cfg.crop:
+            rule = loc.CropRule(**(cfg.crop_rule or {}))
+            spec = pp.PreprocessingSpec(**{**spec.to_dict(), "crop": rule.to_dict()})
+            boxes = loc.dataset_boxes(df, cams, rule)
+            df["model_box"] = boxes
+            cropped = np.mean([b != c for b, c in zip(boxes, df["crop_box"])])
+            _log(f"aircraft crop: {cropped:.1%} of the images cut to a box")
+    t = time.time()
+    pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df["sha256"].tolist(), crop_boxes=boxes,
+                               draft_boxes=df["crop_box"].tolist() if cfg.crop else None)
+    _log(f"decoded {len(pixels)} images in {time.time() - t:.1f}s")
+    return Prepared(df, pixels, spec, aircraft, boxes, localizer_model)
+
+
+def aircraft_boxes(prep: Prepared, rows: np.ndarray) -> list:
+    """The aircraft box of each of ``rows`` as the answer reports it (``[l, t, r, b]`` in the
+    image's pixels; ``None`` when the row is not cut beyond its dataset box)."""
+    out = []
+    for i in rows:
+        b, d = prep.boxes[i], prep.df["crop_box"].iat[i]
+        out.append(None if b == d else list(pp.parse_crop_box(b)))
+    return out
+
+
+def fit_cascade(cfg: TrainConfig, prep: Prepared, sel: dict, version: str, judge_sel: dict | None = None):
+    """Train both stages on the rows of ``sel["train"]`` (validation: ``sel["validation"]``),
+    calibrate, and build the in-memory :class:`Cascade` (with the localizer and its gate).
+
+    Returns:
+        ``(cascade, labels, calibration, history, seconds, manufacturers)``.
+    Raises:
+        ValueError: fewer than two manufacturers, or a split lacks one.
+    """
+    from . import features
+
+    df, pixels, spec = prep.df, prep.pixels, prep.spec
+    train_rows = df.iloc[sel["train"]]
+    manufacturers = [m for m in STAGE1_MANUFACTURERS if (train_rows["manufacturer"] == m).any()]
     if len(manufacturers) < 2:
         raise ValueError(f"need at least two manufacturers, found {manufacturers}")
-    _log(f"version {version}: {len(df)} images ({(df['domain'] == 'photo').sum()} photos), "
-         f"backbone {cfg.backbone}, input {spec.input_shape}")
-    for split in ("train", "validation", "test"):
-        present = set(df.loc[df["split"] == split, "manufacturer"])
-        if split != "test" and present != set(manufacturers):
-            raise ValueError(f"split {split!r} lacks manufacturers {set(manufacturers) - present}")
-    t = time.time()
-    pixels = mdata.load_pixels(df["abs_path"].tolist(), spec, shas=df["sha256"].tolist(),
-                               crop_boxes=df["crop_box"].tolist())
-    _log(f"decoded {len(pixels)} images in {time.time() - t:.1f}s")
-    sel = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test")}
-    types, families = stage2_leaves(df.iloc[sel["train"]], manufacturers, cfg.min_type_images)
+    present = set(df.iloc[sel["validation"]]["manufacturer"])
+    if not set(manufacturers) <= present:
+        raise ValueError(f"split 'validation' lacks manufacturers {set(manufacturers) - present}")
+    types, families = stage2_leaves(train_rows, manufacturers, cfg.min_type_images)
     if cfg.full:
         if cfg.backbone not in features.FEATURE_BACKBONES:
             raise ValueError(f"--full needs a pretrained backbone ({', '.join(features.FEATURE_BACKBONES)}), "
@@ -577,7 +678,68 @@ def train(cfg: TrainConfig) -> Path:
             cfg, df, pixels, sel, manufacturers, types, spec, version)
     labels = {"manufacturer": manufacturers, "types": {m: types[m] for m in stage2},
               "families": {m: families[m] for m in stage2}, "type_threshold": cfg.type_threshold}
-    cascade = Cascade(stage1, stage2, labels, spec, version, cfg.threshold, type_threshold=cfg.type_threshold)
+    if cfg.tta:
+        labels["tta"] = cfg.tta
+    localizer = prep.localizer_model
+    aircraft_threshold = None
+    if localizer is not None:
+        aircraft_threshold, gate = choose_aircraft_threshold(prep, sel["validation"])
+        labels["aircraft_threshold"] = aircraft_threshold
+        _log(f"aircraft gate: threshold {aircraft_threshold:.4g} ({gate})")
+    cascade = Cascade(stage1, stage2, labels, spec, version, cfg.threshold, type_threshold=cfg.type_threshold,
+                      localizer=localizer, aircraft_threshold=aircraft_threshold,
+                      info={"aircraft_gate": gate} if localizer is not None else None)
+    return cascade, labels, calibration, history, seconds, manufacturers
+
+
+#: Share of validation aircraft photos the gate may call "not an aircraft" at most.
+GATE_MAX_REJECT = 0.005
+
+
+def choose_aircraft_threshold(prep: Prepared, val_rows: np.ndarray, n_negatives: int = 64) -> tuple[float, dict]:
+    """The "not an aircraft" threshold on the localizer's aircraft probability, chosen on
+    validation images: the validation photos (aircraft, any maker) and generated negatives
+    (:func:`model.negatives.generated`, seed 1; the test negatives use other seeds and
+    scikit-image's photos). The threshold is the geometric mean of the highest negative score and
+    the :data:`GATE_MAX_REJECT` quantile of the photos' scores (the latter alone when they overlap).
+
+    Returns:
+        ``(threshold, report)``; report: counts, the two anchors, validation rejection rates.
+    """
+    from . import localize as loc
+    from . import negatives
+
+    photos = val_rows[(prep.df["domain"].iloc[val_rows] == "photo").to_numpy()]
+    pos = prep.aircraft[photos] if len(photos) else prep.aircraft[val_rows]
+    neg_imgs = [im for _, im in negatives.generated(n_negatives, seed=1)]
+    neg, _ = loc.run(prep.localizer_model, np.stack([loc.localizer_input(im, 224) for im in neg_imgs]))
+    q = float(np.quantile(pos, GATE_MAX_REJECT))
+    top_neg = float(neg.max())
+    t = float(np.sqrt(q * top_neg)) if top_neg < q else q
+    return t, {"n_aircraft": int(len(pos)), "n_negatives": int(len(neg)), "aircraft_quantile": q,
+               "max_negative": top_neg, "aircraft_rejected": float(np.mean(pos < t)),
+               "negatives_accepted": float(np.mean(neg >= t))}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several).
+
+    Returns:
+        The new version folder (``models/<version>``); ``models/latest`` points to it.
+    Raises:
+        model.data.DatasetError: unusable dataset; ValueError: a split lacks a manufacturer.
+    """
+    from . import evaluate as mev
+
+    t0 = time.time()
+    version = cfg.version or mio.new_version()
+    prep = prepare(cfg)
+    df, pixels, spec = prep.df, prep.pixels, prep.spec
+    _log(f"version {version}: {len(df)} images ({(df['domain'] == 'photo').sum()} photos), "
+         f"backbone {cfg.backbone}, input {spec.input_shape}")
+    sel = {s: np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test")}
+    cascade, labels, calibration, history, seconds, manufacturers = fit_cascade(cfg, prep, sel, version)
+    stage1, stage2 = cascade.stage1, cascade.stage2
     train_rows = df.iloc[sel["train"]]
     photo_type_counts = train_rows[train_rows["domain"] == "photo"]["icao_type"].value_counts().to_dict()
     metrics = {
@@ -589,18 +751,30 @@ def train(cfg: TrainConfig) -> Path:
                               for m, sub in train_rows.groupby("manufacturer")["icao_type"]},
         "photo_type_counts_train": {k: int(v) for k, v in photo_type_counts.items() if k},
         "calibration": calibration,
+        "aircraft_gate": (cascade.info or {}).get("aircraft_gate"),
         "history": history,
         "train_seconds": seconds,
     }
-    metrics.update(mev.evaluate_domains(cascade, df.iloc[sel["test"]], pixels[sel["test"]],
-                                        train_type_counts=metrics["photo_type_counts_train"]))
+    test = sel["test"][df["manufacturer"].iloc[sel["test"]].isin(["Airbus", "Boeing"]).to_numpy()]
+    metrics.update(mev.evaluate_domains(cascade, df.iloc[test], pixels[test],
+                                        train_type_counts=metrics["photo_type_counts_train"],
+                                        boxes=aircraft_boxes(prep, test),
+                                        aircraft=None if prep.aircraft is None else prep.aircraft[test]))
+    if cascade.localizer is not None:
+        every = sel["test"]
+        metrics["out_of_scope"] = mev.out_of_scope(cascade, df.iloc[every], pixels[every], prep.aircraft[every],
+                                                   aircraft_boxes(prep, every),
+                                                   figures_dir=Path(cfg.reports_dir) / "figures")
     for section in ("real", "test"):
         if metrics.get(section):
             m = metrics[section]
             _log(f"{section} test: n {m['n']}, manufacturer balanced acc {_f(m['manufacturer_balanced_accuracy'])}, "
                  f"family {_f(m['family_accuracy'])}, type top-1 {_f(m['type_top1'])}")
+    if metrics.get("out_of_scope"):
+        _log(f"out of scope: {json.dumps({k: v for k, v in metrics['out_of_scope'].items() if not isinstance(v, (dict, list))})}")
     metrics["total_seconds"] = round(time.time() - t0, 1)
     path = mio.save_version(cfg.models_dir, stage1, stage2, labels, spec, metrics,
-                            model_card(cfg, df, labels, metrics, version), version=version)
+                            model_card(cfg, df, labels, metrics, version), version=version,
+                            localizer=cascade.localizer)
     _log(f"saved {path} in {time.time() - t0:.0f}s total")
     return path

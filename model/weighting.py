@@ -80,3 +80,48 @@ def balanced_weights(manufacturer, family, domain, photo_share: float = 0.5,
                 for name, s_share, n in zip(sources, src_shares, n_src):
                     w[cell & (src == name)] = share * part * s_share / n
     return w * len(w) / w.sum() if w.sum() > 0 else w
+
+
+def source_manufacturer_weights(w, manufacturer, source, domain, balance: bool = True,
+                                one_manufacturer_factor: float = 1.0, minority_share: float = 0.05) -> np.ndarray:
+    """Stage-1 weights that no photo source can predict: within each photo source that holds
+    several manufacturers (each at least ``minority_share`` of its rows), every manufacturer gets
+    the same share of the source's total weight (``balance``); a photo source where one
+    manufacturer holds more than ``1 - minority_share`` of the rows (davidnh8: 3,730 Boeing,
+    4 Airbus) has its weight multiplied by ``one_manufacturer_factor`` (0: it teaches stage 2
+    only). Renders are left as they are. The result is rescaled to the mean of ``w``.
+
+    Why: when a source's style goes with one manufacturer, "looks like this source" is learnt as
+    "this manufacturer"; held-out-source accuracy is what suffers (README, leave-one-source-out).
+
+    Args:
+        w: float ``(n,)`` weights (e.g. :func:`balanced_weights`); manufacturer, source, domain:
+            sequences of str ``(n,)``; one_manufacturer_factor in [0, 1].
+    Returns:
+        float64 ``(n,)``.
+    Raises:
+        ValueError: lengths differ, or the factor lies outside [0, 1].
+    """
+    w = np.asarray(w, np.float64).copy()
+    m, src, d = (np.asarray(v, dtype=object) for v in (manufacturer, source, domain))
+    if not len(w) == len(m) == len(src) == len(d):
+        raise ValueError("w, manufacturer, source and domain must have the same length")
+    if not 0 <= one_manufacturer_factor <= 1:
+        raise ValueError(f"one_manufacturer_factor must lie in [0, 1], got {one_manufacturer_factor}")
+    mean = w.mean() if len(w) else 0.0
+    for name in np.unique(src[d == "photo"]):
+        rows = (src == name) & (d == "photo")
+        makers, counts = np.unique(m[rows], return_counts=True)
+        shares = counts / counts.sum()
+        major = shares.max()
+        if major > 1 - minority_share:
+            w[rows] *= one_manufacturer_factor
+        elif balance:
+            total = w[rows].sum()
+            kept = makers[shares >= minority_share]
+            for mk in makers:
+                cell = rows & (m == mk)
+                cw = w[cell].sum()
+                if cw > 0:
+                    w[cell] *= (total / len(kept) / cw) if mk in kept else 1.0
+    return w * mean / w.mean() if w.sum() > 0 else w

@@ -38,7 +38,7 @@ def test_a_confident_trained_type_is_named():
     assert res["type"]["label"] == "B77W" and res["type"]["probability"] == pytest.approx(0.8)
     assert res["family"] == {"label": "B777", "probability": pytest.approx(0.9),
                              "joint_probability": pytest.approx(0.9 * 0.9)}
-    assert res["answer"] == {"level": "type", "label": "B77W"}
+    assert res["answer"] == {"level": "type", "label": "B77W", "text": "Boeing B77W"}
     assert res["branches"][0]["joint_probability"] == pytest.approx(0.9 * 0.8)
 
 
@@ -47,7 +47,7 @@ def test_an_unsure_type_stops_at_its_family():
     res = _answer([0.1, 0.9], [0.35, 0.4, 0.25])
     assert res["type"] == {"label": None, "probability": None, "joint_probability": None}
     assert res["family"]["label"] == "B777" and res["family"]["probability"] == pytest.approx(0.75)
-    assert res["answer"] == {"level": "family", "label": "B777 family"}
+    assert res["answer"] == {"level": "family", "label": "B777 family", "text": "Boeing B777 family"}
     assert res["branches"][0]["joint_probability"] == pytest.approx(0.9 * 0.75)
     # the ranking still lists the candidates, a family leaf without a type
     assert [(t["family"], t["type"]) for t in res["top_k"]] == [("B777", "B77W"), ("B777", "B772"), ("B787", None)]
@@ -56,7 +56,7 @@ def test_an_unsure_type_stops_at_its_family():
 def test_a_family_leaf_is_never_named_as_a_type():
     res = _answer([0.1, 0.9], [0.05, 0.05, 0.9])
     assert res["type"]["label"] is None
-    assert res["answer"] == {"level": "family", "label": "B787 family"}
+    assert res["answer"] == {"level": "family", "label": "B787 family", "text": "Boeing B787 family"}
 
 
 def test_type_threshold_is_configurable():
@@ -67,7 +67,9 @@ def test_type_threshold_is_configurable():
 def test_a_manufacturer_without_stage_2_answers_at_manufacturer_level():
     labels = {"manufacturer": ["Airbus", "Boeing", "Other"], "types": LABELS["types"], "families": LABELS["families"]}
     res = _answer([0.05, 0.05, 0.9], [1, 0, 0], labels=labels)
-    assert res["answer"] == {"level": "manufacturer", "label": "Other"}
+    assert res["answer"] == {"level": "manufacturer", "label": "Other",
+                             "text": "another manufacturer (not Airbus or Boeing)"}
+    assert res["family"]["label"] is None and res["type"]["label"] is None
     assert res["family"]["label"] is None and res["type"]["label"] is None
 
 

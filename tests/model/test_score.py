@@ -105,3 +105,60 @@ def test_clean_suspects_flags_confident_disagreements(tiny_model_dir, smoke_phot
     text = report.read_text()
     assert text.startswith(f"# Suspect labels ({len(suspects)} of 4 rows)")
     assert csv_path.is_file() and all(p.is_file() for p in smoke_photos[:4])  # nothing deleted
+
+
+def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, feature_image_dir, tmp_path):
+    """Answer level and text, aircraft probability and box at the end of every row: an older
+    version (whole image, no gate), the feature model (box inside the image after EXIF rotation,
+    ``Other`` at manufacturer level) and its gate at 1.0 (not an aircraft)."""
+    from PIL import Image, ImageOps
+
+    from model.cascade import NONE_TEXT, OTHER_TEXT
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in feature_image_dir.iterdir():
+        shutil.copy(p, images / p.name)
+    (images / "broken.jpg").write_bytes((feature_image_dir / "exif6.jpg").read_bytes()[:300])
+    assert list(SCORE_COLUMNS[-4:]) == ["answer_level", "answer_text", "aircraft_probability", "box"]
+    assert list(SCORE_COLUMNS[:12]) == ["file", "manufacturer", "manufacturer_probability", "family",
+                                        "family_probability", "type", "type_probability", "answer",
+                                        "joint_probability", "unsure", "model_version", "error"]
+
+    old = _rows(score_folder(Cascade.load(tiny_model_dir), images, tmp_path / "old.csv", batch_size=2,
+                             progress=False)["out"])
+    for r in old:
+        if r["file"] == "broken.jpg":
+            assert r["error"] and r["answer_level"] == r["answer_text"] == r["box"] == ""
+            continue
+        assert r["answer_level"] in ("type", "family") and r["answer_text"] == f"{r['manufacturer']} {r['answer']}"
+        assert r["aircraft_probability"] == "" and r["box"] == ""
+
+    cascade = Cascade.load(feature_model_dir)
+    new = {r["file"]: r for r in _rows(score_folder(cascade, images, tmp_path / "new.csv", batch_size=2,
+                                                    progress=False)["out"])}
+    assert new["broken.jpg"]["error"] and new["broken.jpg"]["box"] == ""
+    red = new["red.png"]
+    assert (red["manufacturer"], red["answer"], red["answer_level"], red["answer_text"]) == \
+        ("Other", "Other", "manufacturer", OTHER_TEXT)
+    assert red["family"] == red["type"] == "" and red["family_probability"] == ""
+    for name, r in new.items():
+        if name == "broken.jpg":
+            continue
+        assert 0.0 < float(r["aircraft_probability"]) < 0.01
+        left, top, right, bottom = map(int, r["box"].split())
+        with Image.open(images / name) as im:
+            w, h = ImageOps.exif_transpose(im).size
+        assert 0 <= left < right <= w and 0 <= top < bottom <= h
+    batch = sorted(p.name for p in images.iterdir())[2:4]  # the second batch of two, as score_folder made it
+    assert batch[0] == "exif6.jpg"
+    ref = cascade.predict_images([images / n for n in batch])[0]
+    assert new["exif6.jpg"]["box"] == " ".join(map(str, ref["box"]))
+
+    cascade.aircraft_threshold = 1.0
+    gated = _rows(score_folder(cascade, images, tmp_path / "none.csv", batch_size=8, progress=False)["out"])
+    for r in gated:
+        if r["file"] != "broken.jpg":
+            assert (r["manufacturer"], r["manufacturer_probability"], r["answer"], r["answer_level"],
+                    r["answer_text"], r["joint_probability"], r["unsure"]) == ("", "", "none", "none", NONE_TEXT,
+                                                                                 "", "false")

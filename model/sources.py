@@ -1,0 +1,158 @@
+"""Leave-one-source-out evaluation (``make eval-sources``): how the recipe does on photos from a
+collection it never saw, the figure that predicts what a new collection gets.
+
+Photo sources are grouped by *origin* (:func:`origin_of`): the FGVC-Aircraft-derived folders
+(``tritinvo18-fgvc-subset20``, ``arkhesiae-alys2-fgvc``, ``fgvc-other-aircraft`` and any import of
+FGVC itself) are one origin, since they share photographers, years and style. For each origin the
+cascade is trained on every other row (renders and composites always stay in training; the held-out
+origin's photos leave every split), validated on the remaining validation photos, and scored on all
+of the held-out origin's photos. The pixel, localizer and feature caches are shared by the folds
+(:func:`model.train.prepare` runs once), so a fold repeats only the training that depends on its
+rows.
+
+Per held-out origin: balanced manufacturer accuracy over Airbus/Boeing (an origin with one
+manufacturer only — fewer than :data:`MIN_MANUFACTURER_PHOTOS` photos of the other — reports that
+manufacturer's recall), family accuracy and type top-1; then their mean over the origins. Written
+to ``reports/sources.json`` and as a Markdown table to ``reports/sources.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Photos a manufacturer needs in a held-out origin to count in its balanced accuracy.
+MIN_MANUFACTURER_PHOTOS = 20
+
+
+def origin_of(source: str) -> str:
+    """The origin of a photo source: ``"fgvc"`` for FGVC-Aircraft-derived folders (their name
+    holds ``fgvc``), else the source's first dash-separated word (``davidnh8``, ``burakkurt07``)."""
+    s = str(source).lower()
+    if "fgvc" in s:
+        return "fgvc"
+    return s.split("-")[0] or "(none)"
+
+
+def _figures(metrics: dict, n_by_maker: dict) -> dict:
+    recall = metrics.get("recall") or {}
+    counted = [m for m in ("Airbus", "Boeing") if n_by_maker.get(m, 0) >= MIN_MANUFACTURER_PHOTOS]
+    balanced = float(np.mean([recall[m] for m in counted])) if counted else None
+    return {"n": metrics.get("n"), "n_by_manufacturer": n_by_maker, "manufacturers_counted": counted,
+            "manufacturer_balanced": balanced, "recall": recall, "family": metrics.get("family_accuracy"),
+            "type_top1": metrics.get("type_top1"), "type_top1_frequent": metrics.get("type_top1_frequent")}
+
+
+#: Held-out photos scored per origin at most (a seeded sample, stratified by manufacturer and
+#: family, beyond it): davidnh8's 3,734 photos would otherwise take most of a fold's time on 2 cores.
+MAX_TEST_PER_ORIGIN = 900
+
+
+def _sample(df, rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(rows) <= n:
+        return rows
+    sub = df.iloc[rows]
+    keys = (sub["manufacturer"] + "/" + sub["family"]).to_numpy()
+    rng = np.random.default_rng(seed)
+    picked = []
+    for k in np.unique(keys):
+        idx = rows[keys == k]
+        take = max(1, int(round(n * len(idx) / len(rows))))
+        picked.append(rng.choice(idx, min(take, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "reports/sources.json",
+                 label: str | None = None, max_test: int = MAX_TEST_PER_ORIGIN) -> dict:
+    """Run the leave-one-origin-out folds for one training configuration.
+
+    Args:
+        cfg: :class:`model.train.TrainConfig` (its data must hold photos from >= 2 origins).
+        origins: the origins to hold out (default: every photo origin).
+        out: JSON report; a run with the same ``label`` replaces its entry, others are kept, so
+            several configurations accumulate in one file (and ``reports/sources.md``).
+        label: the configuration's name in the report (default: the flags that differ from the
+            defaults).
+        max_test: Airbus/Boeing photos of a held-out origin scored at most (a seeded sample
+            stratified by manufacturer and family; :data:`MAX_TEST_PER_ORIGIN`).
+    Returns:
+        ``{"label", "config", "folds": {origin: figures}, "mean": {...}, "own_split": ...}``.
+    Raises:
+        ValueError: fewer than two photo origins.
+    """
+    from . import evaluate as mev
+    from . import io as mio
+    from .train import Prepared, TrainConfig, _log, aircraft_boxes, fit_cascade, prepare
+
+    t0 = time.time()
+    prep: Prepared = prepare(cfg)
+    df = prep.df
+    photo = (df["domain"] == "photo").to_numpy()
+    origin = np.where(photo, df["source"].map(origin_of).to_numpy(), "")
+    all_origins = sorted(set(origin[photo]))
+    origins = origins or all_origins
+    if len(all_origins) < 2:
+        raise ValueError(f"leave-one-source-out needs photos from two origins, found {all_origins}")
+    split = df["split"].to_numpy()
+    folds, seconds = {}, {}
+    for o in origins:
+        t = time.time()
+        held = origin == o
+        sel = {s: np.flatnonzero((split == s) & ~held) for s in ("train", "validation")}
+        sel["test"] = np.flatnonzero(held)
+        cascade, *_ = fit_cascade(cfg, prep, sel, f"loso-{o}")
+        test = sel["test"][df["manufacturer"].iloc[sel["test"]].isin(["Airbus", "Boeing"]).to_numpy()]
+        n_held = len(test)
+        test = _sample(df, test, max_test, cfg.seed)
+        m = mev.evaluate(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test],
+                         boxes=aircraft_boxes(prep, test),
+                         aircraft=None if prep.aircraft is None else prep.aircraft[test])
+        n_by = df.iloc[test]["manufacturer"].value_counts().to_dict()
+        folds[o] = _figures(m, {k: int(v) for k, v in n_by.items()})
+        folds[o]["n_held_out"] = int(n_held)
+        seconds[o] = round(time.time() - t, 1)
+        _log(f"held out {o}: {json.dumps({k: folds[o][k] for k in ('n', 'manufacturer_balanced', 'family', 'type_top1')})}"
+             f" ({seconds[o]}s)")
+    mean = {k: (float(np.mean([f[k] for f in folds.values() if f[k] is not None]))
+                if any(f[k] is not None for f in folds.values()) else None)
+            for k in ("manufacturer_balanced", "family", "type_top1")}
+    defaults = TrainConfig()
+    cfg_dict = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
+    label = label or (" ".join(f"{k}={v}" for k, v in cfg_dict.items()
+                               if k not in ("data", "models_dir", "reports_dir", "verbose", "version")
+                               and v != getattr(defaults, k)) or "defaults")
+    entry = {"label": label, "config": cfg_dict, "origins": all_origins, "folds": folds, "mean": mean,
+             "seconds": seconds, "total_seconds": round(time.time() - t0, 1)}
+    out = Path(out)
+    report = json.loads(out.read_text()) if out.is_file() else {"runs": []}
+    report["runs"] = [r for r in report.get("runs", []) if r.get("label") != label] + [entry]
+    mio.write_json(out, report)
+    out.with_suffix(".md").write_text(markdown_table(report))
+    _log(f"mean over held-out origins: {json.dumps(mean)}; {out}")
+    return entry
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def markdown_table(report: dict) -> str:
+    """One row per configuration in ``report["runs"]``: each held-out origin's balanced
+    manufacturer accuracy / family / type top-1, then their means."""
+    origins = sorted({o for r in report.get("runs", []) for o in r["folds"]})
+    head = "| configuration | " + " | ".join(f"{o}: balanced / family / type" for o in origins) + \
+           " | **mean balanced** | mean family | mean type |"
+    lines = [head, "|" + "---|" * (len(origins) + 4)]
+    for r in report.get("runs", []):
+        cells = []
+        for o in origins:
+            f = r["folds"].get(o)
+            cells.append("–" if f is None else f"{_fmt(f['manufacturer_balanced'])} / {_fmt(f['family'])} / "
+                                               f"{_fmt(f['type_top1'])}")
+        m = r["mean"]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) +
+                     f" | **{_fmt(m['manufacturer_balanced'])}** | {_fmt(m['family'])} | {_fmt(m['type_top1'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,44 @@
+"""Leave-one-source-out helpers (model.sources) and stage-1 weights no source can predict
+(model.weighting.source_manufacturer_weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.sources import markdown_table, origin_of
+from model.weighting import source_manufacturer_weights
+
+
+def test_fgvc_derived_folders_are_one_origin():
+    assert origin_of("tritinvo18-fgvc-subset20") == origin_of("arkhesiae-alys2-fgvc") == "fgvc"
+    assert origin_of("fgvc-other-aircraft") == origin_of("fgvc-aircraft-2013b") == "fgvc"
+    assert origin_of("davidnh8-airplane-pictures") == "davidnh8"
+    assert origin_of("burakkurt07-civil-military") == "burakkurt07"
+
+
+def test_each_manufacturer_weighs_the_same_inside_a_mixed_source_and_a_one_maker_source_is_capped():
+    m = ["Airbus"] * 10 + ["Boeing"] * 30 + ["Boeing"] * 50 + ["Airbus"] + ["Airbus"] * 20
+    src = ["mix"] * 40 + ["one"] * 51 + ["render"] * 20
+    dom = ["photo"] * 91 + ["render"] * 20
+    w = np.ones(len(m))
+    out = source_manufacturer_weights(w, m, src, dom, balance=True, one_manufacturer_factor=0.0)
+    a = np.asarray(m)
+    mix, one, render = np.asarray(src) == "mix", np.asarray(src) == "one", np.asarray(src) == "render"
+    assert out[mix & (a == "Airbus")].sum() == pytest.approx(out[mix & (a == "Boeing")].sum())
+    assert out[one].sum() == 0.0  # teaches stage 2 only
+    assert out.mean() == pytest.approx(1.0)
+    assert np.allclose(out[render], out[render][0])
+    half = source_manufacturer_weights(w, m, src, dom, balance=False, one_manufacturer_factor=0.5)
+    assert half[one][0] / half[render][0] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        source_manufacturer_weights(w, m, src, dom, one_manufacturer_factor=2.0)
+
+
+def test_markdown_table_has_a_row_per_run_and_the_mean():
+    fold = {"manufacturer_balanced": 0.7, "family": 0.5, "type_top1": None}
+    table = markdown_table({"runs": [{"label": "a", "folds": {"fgvc": fold, "davidnh8": fold},
+                                      "mean": {"manufacturer_balanced": 0.7, "family": 0.5, "type_top1": None}}]})
+    lines = table.strip().splitlines()
+    assert len(lines) == 3 and "davidnh8" in lines[0] and "fgvc" in lines[0]
+    assert lines[2].startswith("| a | 0.700 / 0.500 / –") and "**0.700**" in lines[2]
