@@ -6,15 +6,24 @@ each with its own keep-alive ``requests.Session``, send requests back to back un
 ``rps`` is successful requests per second of wall time; p50/p99 are over successful requests
 (``numpy.percentile``, linear interpolation).
 
-Payloads: the real photos of ``../shared/data/smoke-airliners`` re-encoded once as JPEG at most
-:data:`PAYLOAD_WIDTH` pixels wide (a typical web photo; the server decodes and resizes every
-request), sent as raw ``image/jpeg`` bodies to ``POST /predict``, cycling through the photos.
+Payloads: the real photos of ``../shared/data/smoke-airliners`` re-encoded once as JPEG q90 at each
+``--payload-width`` (default :data:`PAYLOAD_WIDTH`; :func:`model.bench.camera_payloads`: at most
+800 px wide — a typical web photo — or exactly 4000 / 6000 px wide, upscaled — camera files of
+11 / 24 MP), sent as raw ``image/jpeg`` bodies to ``POST /predict``, cycling through the photos;
+the server decodes and resizes every request. Python rows carry ``payload_width``.
 
-``limit`` row: the same model in this process, ``Cascade.predict`` (stage-1 and stage-2
-``predict_on_batch`` plus routing) on already preprocessed batches of the server's
-``MAX_BATCH_SIZE`` — the forward-pass ceiling of this machine. ``rps`` is images per second,
-p50/p99 are per batch call, ``concurrency`` holds the batch size. Its ``rps_with_decode`` adds the
-decode + preprocessing of each photo (sequential, one thread), the other cost every request pays.
+``limit`` rows, one per payload width: the same model in this process, ``Cascade.predict``
+(stage-1 and stage-2 ``predict_on_batch`` plus routing) on already preprocessed batches of the
+server's ``MAX_BATCH_SIZE`` — the forward-pass ceiling of this machine. ``rps`` is images per
+second, p50/p99 are per batch call, ``concurrency`` holds the batch size. ``rps_with_decode`` is
+the decode + forward limit with each photo's decode (``decode_ms_per_image``, one thread) spread
+over the machine's cores (:func:`model.bench.decode_limit`); ``rps_with_decode_one_thread`` the
+same with the decode on one thread. Each Python row's ``ratio_to_forward_limit`` /
+``ratio_to_decode_limit`` compare its ``rps`` with its width's limits, and
+``ratio_to_first_width`` with the first width's ``rps`` at the same concurrency.
+
+``--jpeg-draft N`` serves a copy of the version whose spec has ``jpeg_draft = N``
+(:func:`model.bench.respec_version`): an older version's weights with scaled JPEG decoding.
 
 Peers (``--peer NAME=URL``, e.g. the R plumber reference server): ``GET URL`` at the same
 concurrency levels, rows with ``server: NAME``.
@@ -24,10 +33,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,29 +74,15 @@ class Target:
 
 
 def photo_payloads(folder: Path = DEFAULT_PHOTOS, width: int = PAYLOAD_WIDTH, limit: int = 12) -> list[bytes]:
-    """JPEG bytes of up to ``limit`` photos of ``folder``, each at most ``width`` pixels wide.
+    """JPEG bytes of up to ``limit`` photos of ``folder`` at payload width ``width``: at most
+    that wide up to 800 px, exactly that wide above (:func:`model.bench.camera_payloads`).
 
-    Without photos there, synthetic 640x427 gradient JPEGs stand in (so the bench runs anywhere).
+    Without photos there, synthetic gradient JPEGs stand in (640x427 for web widths; so the bench
+    runs anywhere).
     """
-    from PIL import Image
+    from model.bench import camera_payloads
 
-    out = []
-    for p in sorted(folder.glob("*.jpg"))[:limit]:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if im.width > width:
-                im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.BILINEAR)
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=90)
-            out.append(buf.getvalue())
-    if not out:
-        for i in range(4):
-            yy, xx = np.mgrid[0:427, 0:640]
-            arr = np.stack([(xx * 255 // 639), (yy * 255 // 426), np.full_like(xx, 60 * i)], -1).astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, "JPEG", quality=90)
-            out.append(buf.getvalue())
-    return out
+    return camera_payloads(width, folder, limit)
 
 
 def load(target: Target, concurrency: int, n_requests: int, timeout: float = 120.0,
@@ -136,17 +131,25 @@ def load(target: Target, concurrency: int, n_requests: int, timeout: float = 120
             "statuses": statuses}
 
 
-def limit_row(model_dir: str, batch_size: int, payloads: list[bytes], n_images: int) -> dict:
-    """The in-process ceiling (see the module docstring)."""
-    from model import preprocessing as pp
-    from model.cascade import Cascade
+def limit_rows(model_dir, batch_size: int, payloads: dict[int, list[bytes]], n_images: int) -> list[dict]:
+    """The in-process ceilings, one row per payload width (see the module docstring).
 
-    cascade = Cascade.load(model_dir)
-    cascade.warm_up(batch_sizes=sorted({1, batch_size}))
-    t = time.perf_counter()
-    xs = [pp.to_array(payloads[i % len(payloads)], cascade.spec) for i in range(batch_size)]
-    decode_s = (time.perf_counter() - t) / batch_size
-    x = np.stack(xs)
+    Args:
+        model_dir: the model version folder, or an already loaded and warmed-up
+            :class:`model.cascade.Cascade`; payloads: encoded photos by payload width;
+        n_images: images the forward pass runs over.
+    """
+    from model import preprocessing as pp
+    from model.bench import decode_limit, decode_ms
+    from model.cascade import Cascade
+    from model.score import decode_workers
+
+    cascade = model_dir
+    if not isinstance(cascade, Cascade):
+        cascade = Cascade.load(model_dir)
+        cascade.warm_up(batch_sizes=sorted({1, batch_size}))
+    first = next(iter(payloads.values()))
+    x = np.stack([pp.to_array(first[i % len(first)], cascade.spec) for i in range(batch_size)])
     for _ in range(3):
         cascade.predict(x)
     calls = max(3, n_images // batch_size)
@@ -157,13 +160,36 @@ def limit_row(model_dir: str, batch_size: int, payloads: list[bytes], n_images: 
         cascade.predict(x)
         times.append(time.perf_counter() - t)
     wall = time.perf_counter() - t0
-    per_image = wall / (calls * batch_size)
+    forward = calls * batch_size / wall
     ms = np.array(times) * 1000
-    return {"server": "limit", "concurrency": batch_size, "requests": calls * batch_size, "errors": 0,
-            "rps": round(1 / per_image, 2), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "batch_size": batch_size,
-            "rps_with_decode": round(1 / (per_image + decode_s), 2),
-            "decode_ms_per_image": round(decode_s * 1000, 2)}
+    cores = decode_workers()
+    rows = []
+    for width, data in payloads.items():
+        d_ms = decode_ms(data, cascade.spec)
+        rows.append({"server": "limit", "payload_width": width, "concurrency": batch_size,
+                     "requests": calls * batch_size, "errors": 0, "rps": round(forward, 2),
+                     "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                     "batch_size": batch_size, "cores": cores, "jpeg_draft": cascade.spec.jpeg_draft,
+                     "rps_with_decode": round(decode_limit(forward, d_ms, cores), 2),
+                     "rps_with_decode_one_thread": round(decode_limit(forward, d_ms, 1), 2),
+                     "decode_ms_per_image": round(d_ms, 2)})
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Set ``ratio_to_forward_limit``, ``ratio_to_decode_limit`` and ``ratio_to_first_width`` on
+    every ``python`` row, from the ``limit`` row of its payload width (in place)."""
+    limits = {r["payload_width"]: r for r in rows if r["server"] == "limit"}
+    py = [r for r in rows if r["server"] == "python"]
+    first = {}
+    for r in py:
+        first.setdefault(r["concurrency"], r)
+        lim = limits.get(r.get("payload_width"))
+        if lim:
+            r["ratio_to_forward_limit"] = round(r["rps"] / lim["rps"], 3)
+            r["ratio_to_decode_limit"] = round(r["rps"] / lim["rps_with_decode"], 3)
+        base = first[r["concurrency"]]["rps"]
+        r["ratio_to_first_width"] = round(r["rps"] / base, 3) if base else None
 
 
 def tiny_model(dest: Path) -> Path:
@@ -206,10 +232,11 @@ def server_env(batch_size: int, wait_ms: float, extra: dict | None = None) -> di
 
 
 def print_rows(rows: list[dict]) -> None:
-    cols = ["server", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms"]
+    cols = ["server", "payload_width", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms",
+            "rps_with_decode", "ratio_to_forward_limit", "ratio_to_decode_limit", "ratio_to_first_width"]
     print("  ".join(f"{c:>11}" for c in cols))
     for r in rows:
-        print("  ".join(f"{str(r.get(c)):>11}" for c in cols))
+        print("  ".join(f"{str(r.get(c, '')):>11}" for c in cols))
 
 
 @contextmanager
@@ -240,41 +267,92 @@ def r_plumber_server(model_dir: Path, timeout: float = 180.0):
             proc.kill()
 
 
+def median_rows(rows: list[dict]) -> list[dict]:
+    """One row per (server, payload width, concurrency) of per-round ``rows``: the median of
+    ``rps``, ``p50_ms``, ``p99_ms`` (and the limits' ``rps_with_decode*``, ``decode_ms_per_image``)
+    over the rounds, with ``rounds`` and every round's ``rps`` in ``rps_rounds``; first-seen order."""
+    keys, groups = [], {}
+    for r in rows:
+        k = (r["server"], r.get("payload_width"), r["concurrency"])
+        if k not in groups:
+            keys.append(k)
+            groups[k] = []
+        groups[k].append(r)
+    out = []
+    for k in keys:
+        sel = groups[k]
+        row = {key: v for key, v in sel[0].items() if key != "round"}
+        for key in ("rps", "p50_ms", "p99_ms", "rps_with_decode", "rps_with_decode_one_thread", "decode_ms_per_image"):
+            if key in row:
+                row[key] = round(float(np.median([r[key] for r in sel])), 2)
+        row["errors"] = sum(r["errors"] for r in sel)
+        row["rounds"], row["rps_rounds"] = len(sel), [r["rps"] for r in sel]
+        out.append(row)
+    return out
+
+
 def bench(args) -> int:
+    """``make bench-serve``: every payload width at every concurrency, then the in-process limits,
+    ``--rounds`` times interleaved (a slow spell of a shared machine hits every width and the
+    limits alike); the rows are the medians over the rounds (:func:`median_rows`)."""
+    from model.cascade import Cascade
+
     model_dir, kind = resolve_model(args.model_dir)
     version = model_version(model_dir)
-    payloads = photo_payloads(Path(args.photos))
+    tmp_models = None
+    if args.jpeg_draft is not None:
+        from model.bench import respec_version
+
+        tmp_models = tempfile.mkdtemp(prefix="planespotter-bench-models-")
+        model_dir = respec_version(model_dir, tmp_models, jpeg_draft=args.jpeg_draft)
+    widths = [int(w) for w in str(args.payload_width).split(",") if w.strip()]
+    payloads = {w: photo_payloads(Path(args.photos), w) for w in widths}
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     rows = []
     common = {"model_version": version, "model_kind": kind}
-    with Server(model_dir, workers=args.workers,
-                env=server_env(args.max_batch_size, args.max_batch_wait_ms)) as srv:
-        srv.wait_ready()
-        target = Target("python", "POST", srv.url + "/predict", payloads)
-        for c in concurrencies:
-            load(target, c, max(2 * c, 16))  # warm-up, not recorded
-            row = {**load(target, c, args.requests), **common, "workers": args.workers,
-                   "max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms}
-            rows.append(row)
-            print_rows([row])
-    if args.r_peer:  # same model, same JPEG bodies, same POST loop
-        with r_plumber_server(model_dir) as url:
-            peer = Target("r_plumber", "POST", url + "/predict", payloads)
+    try:
+        local = Cascade.load(model_dir)  # the in-process limits, measured while the server idles
+        local.warm_up(batch_sizes=sorted({1, args.max_batch_size}))
+        with Server(model_dir, workers=args.workers,
+                    env=server_env(args.max_batch_size, args.max_batch_wait_ms)) as srv:
+            srv.wait_ready()
+            for rnd in range(max(1, args.rounds)):
+                for width, bodies in payloads.items():
+                    target = Target("python", "POST", srv.url + "/predict", bodies)
+                    for c in concurrencies:
+                        load(target, c, max(2 * c, 16))  # warm-up, not recorded
+                        row = {**load(target, c, args.requests), **common, "payload_width": width,
+                               "payload_bytes": int(np.mean([len(b) for b in bodies])), "workers": args.workers,
+                               "max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms,
+                               "round": rnd}
+                        rows.append(row)
+                        print_rows([row])
+                for r in limit_rows(local, args.max_batch_size, payloads, args.requests * 2):
+                    rows.append({**r, **common, "round": rnd})
+                    print_rows([rows[-1]])
+        first = payloads[widths[0]]
+        if args.r_peer:  # same model, same JPEG bodies, same POST loop
+            with r_plumber_server(model_dir) as url:
+                peer = Target("r_plumber", "POST", url + "/predict", first)
+                for c in concurrencies:
+                    load(peer, c, max(2 * c, 8))
+                    row = {**load(peer, c, args.requests), **common, "url": url + "/predict",
+                           "payload_width": widths[0]}
+                    rows.append(row)
+                    print_rows([row])
+        for spec in args.peer:
+            name, _, url = spec.partition("=")
+            peer = Target(name, "GET", url)
             for c in concurrencies:
                 load(peer, c, max(2 * c, 8))
-                row = {**load(peer, c, args.requests), **common, "url": url + "/predict"}
+                row = {**load(peer, c, args.requests), **common, "url": url}
                 rows.append(row)
                 print_rows([row])
-    for spec in args.peer:
-        name, _, url = spec.partition("=")
-        peer = Target(name, "GET", url)
-        for c in concurrencies:
-            load(peer, c, max(2 * c, 8))
-            row = {**load(peer, c, args.requests), **common, "url": url}
-            rows.append(row)
-            print_rows([row])
-    row = {**limit_row(str(model_dir), args.max_batch_size, payloads, args.requests * 2), **common}
-    rows.append(row)
+    finally:
+        if tmp_models:
+            shutil.rmtree(tmp_models, ignore_errors=True)
+    rows = median_rows(rows)
+    add_ratios(rows)
     print_rows(rows)
     write_json(Path(args.out), rows)
     print(f"wrote {args.out}")
@@ -397,6 +475,11 @@ def add_parsers(sub) -> None:
                    help="also start the R plumber reference server (r/rserver.py) with the same model "
                         "and send it the same POST /predict loop")
     b.add_argument("--photos", default=str(DEFAULT_PHOTOS))
+    b.add_argument("--payload-width", default=str(PAYLOAD_WIDTH), metavar="W[,W...]",
+                   help="payload widths, e.g. 800,4000,6000 (<= 800: at most that wide; above: exactly, upscaled)")
+    b.add_argument("--rounds", type=int, default=1, help="interleaved rounds; rows are their medians")
+    b.add_argument("--jpeg-draft", type=int, default=None,
+                   help="serve a copy of the version with this jpeg_draft (default: the version's own)")
     b.add_argument("--out", default="reports/bench/serve.json")
     b.set_defaults(func=bench)
     s = sub.add_parser("bench-sweep", help="micro-batching settings at concurrency 8 and 16")

@@ -22,7 +22,10 @@ class Config:
     DEFAULT_IMAGE: image classified by ``GET /names`` (relative to IMAGE_ROOT); empty (the
         default): the model version's own reference image (``reference.png``, see model/io.py).
     THRESHOLD: stage-1 routing threshold in [0, 1].
-    MAX_CONTENT_LENGTH: request body limit in bytes (413 above it; Flask's own setting).
+    MAX_CONTENT_LENGTH: request body limit in bytes (413 ``request_entity_too_large`` above it;
+        Flask's own setting). 32 MiB: a 24 MP camera JPEG (3-15 MB) fits raw, in a multipart
+        form or base64-encoded in JSON (+33 %); a reverse proxy in front must allow as much
+        (README, "Upload limits").
     MAX_IMAGES_PER_REQUEST: most images in one request (413 above it).
     MAX_BATCH_SIZE / MAX_BATCH_WAIT_MS: dynamic micro-batching within a worker (images per forward
         pass; milliseconds the batcher may wait after the first queued image, only while other
@@ -37,7 +40,8 @@ class Config:
     URL_FETCH: enable ``GET /predict?url=`` (off by default).
     URL_ALLOW_HOSTS: comma-separated host allow-list for ``?url=`` (``example.org`` matches that
         host only, ``.example.org`` also its subdomains). Empty: every URL is refused.
-    URL_MAX_BYTES / URL_TIMEOUT_S: size (bytes) and total time (seconds) limits of one fetch.
+    URL_MAX_BYTES / URL_TIMEOUT_S: size (bytes) and total time (seconds) limits of one fetch
+        (32 MiB: the same camera files as an upload).
     URL_ALLOW_NETWORKS: comma-separated CIDR networks exempt from the SSRF guard (e.g. an internal
         image store at ``10.1.2.0/24``; the tests use ``127.0.0.2/32``). Empty by default: every
         loopback, private, link-local or otherwise non-public address is refused.
@@ -48,7 +52,7 @@ class Config:
     IMAGE_ROOT = "."
     DEFAULT_IMAGE = ""
     THRESHOLD = 0.6
-    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    MAX_CONTENT_LENGTH = 32 * 1024 * 1024
     MAX_IMAGES_PER_REQUEST = 64
     MAX_BATCH_SIZE = 8
     MAX_BATCH_WAIT_MS = 10.0
@@ -57,7 +61,7 @@ class Config:
     TOP_K = 3
     URL_FETCH = False
     URL_ALLOW_HOSTS = ""
-    URL_MAX_BYTES = 8 * 1024 * 1024
+    URL_MAX_BYTES = 32 * 1024 * 1024
     URL_TIMEOUT_S = 5.0
     URL_ALLOW_NETWORKS = ""
 

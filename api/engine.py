@@ -11,6 +11,15 @@ first image it keeps collecting for at most ``max_batch_wait_ms``, but only whil
 classification request is in the worker and has not submitted its images yet
 (:meth:`Engine.expect`; it is reading or decoding them): a lone request is never delayed by the
 wait, and under load the batch fills with the requests already in the worker.
+
+Two kinds of work (:data:`LOCATE`, :data:`CLASSIFY`): a version with a localizer answers in two
+phases, each batched across requests — the localizer on the whole images (:meth:`Engine.submit_locate`),
+then the classifier on the crops (:meth:`Engine.submit`); the request threads do every per-image
+CPU step in between (decode, localizer input, box, crop and resize: :func:`api.inference.run`), so
+the batcher thread only runs forward passes. A batch holds one kind; items of the other kind that
+arrive while a batch is being collected are held back and start the next batch. Expectations are
+per kind (``expect(kind)``): while collecting a batch the batcher waits only for requests about to
+submit work of that kind. Without a localizer every request is one :data:`CLASSIFY` phase.
 """
 
 from __future__ import annotations
@@ -21,6 +30,21 @@ import time
 from concurrent.futures import Future
 
 import numpy as np
+
+#: Work kinds of the batcher: the localizer on whole images, the cascade on (cropped) inputs.
+LOCATE = "locate"
+CLASSIFY = "classify"
+KINDS = (LOCATE, CLASSIFY)
+
+
+class _Item:
+    """One image queued for the batcher: ``kind``, its input row, and what the answer needs."""
+
+    __slots__ = ("kind", "row", "top_k", "future", "box", "aircraft")
+
+    def __init__(self, kind, row, future, top_k=3, box=None, aircraft=None):
+        self.kind, self.row, self.future = kind, row, future
+        self.top_k, self.box, self.aircraft = top_k, box, aircraft
 
 
 class NotReady(RuntimeError):
@@ -56,7 +80,7 @@ class Engine:
         self.load_seconds: float | None = None
         self._queue: queue.Queue = queue.Queue()
         self._loaded = threading.Event()
-        self._pending = 0
+        self._pending = {k: 0 for k in KINDS}
         self._pending_lock = threading.Lock()
 
     def start(self, background: bool = True) -> "Engine":
@@ -107,21 +131,34 @@ class Engine:
             raise NotReady(self.reason)
         return self.cascade.spec
 
-    def expect(self) -> None:
-        """Announce a request that will :meth:`submit` images soon (the batcher waits for it)."""
-        with self._pending_lock:
-            self._pending += 1
+    @property
+    def has_localizer(self) -> bool:
+        """The loaded version has a localizer: requests answer in two phases (False while loading)."""
+        return self.ready and self.cascade.localizer is not None
 
-    def unexpect(self) -> None:
-        """Withdraw one :meth:`expect` (after submitting, or when the request failed first)."""
+    def expect(self, kind: str = CLASSIFY) -> None:
+        """Announce a request that will submit images of ``kind`` (:data:`LOCATE` through
+        :meth:`submit_locate`, :data:`CLASSIFY` through :meth:`submit`) soon: the batcher waits
+        for it while collecting a batch of that kind."""
         with self._pending_lock:
-            self._pending = max(0, self._pending - 1)
+            self._pending[kind] += 1
 
-    def submit(self, x: np.ndarray, top_k: int = 3) -> list[Future]:
-        """Queue preprocessed images for the batcher.
+    def unexpect(self, kind: str = CLASSIFY) -> None:
+        """Withdraw one :meth:`expect` of ``kind`` (after submitting, or when the request failed first)."""
+        with self._pending_lock:
+            self._pending[kind] = max(0, self._pending[kind] - 1)
+
+    def submit(self, x: np.ndarray, top_k: int = 3, boxes: list | None = None,
+               aircraft: list | None = None) -> list[Future]:
+        """Queue preprocessed images for the classifier (:data:`CLASSIFY`).
 
         Args:
-            x: float32 ``(n, H, W, 3)`` (see ``self.spec``).
+            x: float32 ``(n, H, W, 3)`` (see ``self.spec``): whole images, or cut to their box.
+            top_k: pairs listed per image. boxes: per image the box it was cut to
+                (``[left, top, right, bottom]`` in the uploaded image's pixels) or ``None``;
+                aircraft: per image the localizer's aircraft probability (float in [0, 1]) or
+                ``None``; both default to all ``None`` (a version without localizer). See
+                :meth:`model.cascade.Cascade.predict`.
         Returns:
             One future per image, resolving to its result dict (see
             :meth:`model.cascade.Cascade.predict`) or to the forward pass's exception.
@@ -130,9 +167,31 @@ class Engine:
         """
         self.ensure_ready()
         futures = []
-        for row in x:
+        for i, row in enumerate(x):
             f: Future = Future()
-            self._queue.put((row, top_k, f))
+            self._queue.put(_Item(CLASSIFY, row, f, top_k, None if boxes is None else boxes[i],
+                                  None if aircraft is None else aircraft[i]))
+            futures.append(f)
+        return futures
+
+    def submit_locate(self, x_loc: np.ndarray) -> list[Future]:
+        """Queue whole images for the localizer (:data:`LOCATE`).
+
+        Args:
+            x_loc: float32 ``(n, S, S, 3)`` in [0, 1] (:meth:`model.cascade.Cascade.localizer_input`).
+        Returns:
+            One future per image, resolving to ``(aircraft, cam)``: the aircraft probability
+            (float in [0, 1]) and the class activation map (float64 ``(S/32, S/32)``), see
+            :func:`model.localize.run`; or to the forward pass's exception (``RuntimeError`` when
+            the version has no localizer).
+        Raises:
+            NotReady: models not loaded (see :meth:`ensure_ready`).
+        """
+        self.ensure_ready()
+        futures = []
+        for row in x_loc:
+            f: Future = Future()
+            self._queue.put(_Item(LOCATE, row, f))
             futures.append(f)
         return futures
 
@@ -151,36 +210,61 @@ class Engine:
         """
         return [f.result(timeout=timeout) for f in self.submit(x, top_k)]
 
+    def _collect(self, held: list) -> list:
+        """The next batch: one kind, at most ``max_batch_size`` items, oldest first. ``held``
+        (the batcher's own list) keeps items of the other kind for the following batch."""
+        first = held.pop(0) if held else self._queue.get()
+        kind = first.kind
+        items, keep = [first], []
+        for it in held:
+            (items if it.kind == kind and len(items) < self.max_batch_size else keep).append(it)
+        held[:] = keep
+        deadline = time.perf_counter() + self.max_batch_wait
+        while len(items) < self.max_batch_size:
+            try:
+                it = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._pending[kind] == 0:
+                    break  # nobody else is about to submit work of this kind: run now
+                try:
+                    it = self._queue.get(timeout=min(remaining, 0.001))
+                except queue.Empty:
+                    continue
+            (items if it.kind == kind else held).append(it)
+        return items
+
+    def _run(self, items: list) -> None:
+        """One forward pass over ``items`` (one kind); resolves their futures."""
+        if not self.ready:
+            raise NotReady(self.reason)
+        x = np.stack([it.row for it in items])
+        if items[0].kind == LOCATE:
+            if self.cascade.localizer is None:
+                raise RuntimeError(f"model version {self.cascade.version} has no localizer")
+            from model.localize import run
+
+            aircraft, cams = run(self.cascade.localizer, x)
+            for it, a, cam in zip(items, aircraft, cams):
+                it.future.set_result((float(a), cam))
+            return
+        air = [it.aircraft for it in items]
+        results = self.cascade.predict(x, top_k=max(it.top_k for it in items), boxes=[it.box for it in items],
+                                       aircraft=None if any(a is None for a in air) else np.asarray(air, np.float64))
+        for it, res in zip(items, results):
+            res["top_k"] = res["top_k"][:it.top_k]
+            it.future.set_result(res)
+
     def _batcher(self) -> None:
         self._loaded.wait()
+        held: list = []
         while True:
-            first = self._queue.get()
-            items = [first]
-            deadline = time.perf_counter() + self.max_batch_wait
-            while len(items) < self.max_batch_size:
-                try:
-                    items.append(self._queue.get_nowait())
-                    continue
-                except queue.Empty:
-                    pass
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._pending == 0:
-                    break  # nobody else is about to submit: run now
-                try:
-                    items.append(self._queue.get(timeout=min(remaining, 0.001)))
-                except queue.Empty:
-                    pass
+            items = self._collect(held)
             if self.on_batch is not None:
                 self.on_batch(len(items))
             try:
-                if not self.ready:
-                    raise NotReady(self.reason)
-                x = np.stack([it[0] for it in items])
-                results = self.cascade.predict(x, top_k=max(it[1] for it in items))
-                for (row, top_k, fut), res in zip(items, results):
-                    res["top_k"] = res["top_k"][:top_k]
-                    fut.set_result(res)
+                self._run(items)
             except Exception as e:  # noqa: BLE001 - hand the error to every waiting request
                 for it in items:
-                    if not it[2].done():
-                        it[2].set_exception(e)
+                    if not it.future.done():
+                        it.future.set_exception(e)

@@ -54,7 +54,7 @@ class URLPolicy:
 
     allow_hosts: tuple[str, ...] = ()
     allow_networks: tuple = ()
-    max_bytes: int = 8 * 1024 * 1024
+    max_bytes: int = 32 * 1024 * 1024
     timeout_s: float = 5.0
 
     @classmethod

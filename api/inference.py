@@ -1,6 +1,11 @@
 """The serving path shared by every protocol (native, plumber, OIP v2, TF Serving): decode the
 encoded images with the project's one preprocessing, classify them through the worker's
 micro-batching :class:`~api.engine.Engine`, and report timing.
+
+A version with a localizer (``localizer.keras``) answers in two batched phases: the localizer
+on the whole images (aircraft probability and activation map), then, after the request thread
+has derived each box and cut and resized the crop, the cascade on the crops. Every per-image CPU
+step stays in the request thread; the engine's batcher thread only runs forward passes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from flask import Flask, current_app, g, request
 
 from model import preprocessing as pp
 
-from .engine import Engine, NotReady
+from .engine import CLASSIFY, LOCATE, Engine, NotReady
 from .errors import APIError
 
 #: Seconds a request waits for its forward pass before answering 504 (below gunicorn's timeout).
@@ -36,19 +41,27 @@ def install(app: Flask) -> None:
     def _expect():
         if request.endpoint in CLASSIFY_ENDPOINTS:
             eng = app.extensions["engine"]
-            eng.expect()
-            g._expecting = eng
+            expect(eng, LOCATE if eng.has_localizer else CLASSIFY)
 
     @app.teardown_request
     def _release(exc):
         release_expectation()
 
 
+def expect(eng: Engine, kind: str) -> None:
+    """Announce that this request will submit work of ``kind`` next (``Engine.expect``),
+    withdrawing what it announced before."""
+    release_expectation()
+    eng.expect(kind)
+    g._expecting = (eng, kind)
+
+
 def release_expectation() -> None:
     """Withdraw this request's ``Engine.expect`` (once; no-op outside a classification request)."""
-    eng = g.pop("_expecting", None)
-    if eng is not None:
-        eng.unexpect()
+    held = g.pop("_expecting", None)
+    if held is not None:
+        eng, kind = held
+        eng.unexpect(kind)
 
 
 def engine() -> Engine:
@@ -102,6 +115,35 @@ def decode_all(images: list[tuple[str, bytes]], spec: pp.PreprocessingSpec) -> n
     return np.stack(arrays)
 
 
+def _decode_error(name: str, e: BaseException) -> APIError:
+    """The API error of a failed decode (see :func:`decode_all`)."""
+    if isinstance(e, MemoryError):
+        return APIError(413, "too_large_image", f"{name}: image needs too much memory to decode")
+    status = 413 if e.code == "too_large" else 400
+    return APIError(status, f"{e.code}_image", f"{name}: {e}")
+
+
+def decode_images(images: list[tuple[str, bytes]], cascade) -> list:
+    """Decode every image once for both phases of a version with a localizer
+    (``Cascade.decode``: RGB, EXIF orientation applied, a large JPEG read at a reduced DCT scale
+    when the spec's ``jpeg_draft`` asks).
+
+    Returns:
+        One ``(PIL.Image.Image, dct_scale, (full width, full height))`` per image, in order.
+    Raises:
+        APIError: the same codes as :func:`decode_all`.
+    """
+    out = []
+    for name, data in images:
+        try:
+            out.append(cascade.decode(data))
+        except (pp.ImageDecodeError, MemoryError) as e:
+            raise _decode_error(name, e) from None
+        except ValueError as e:
+            raise APIError(400, "unreadable_image", f"{name}: {e}") from None
+    return out
+
+
 @dataclass
 class Result:
     """Classified images: ``predictions`` follows :meth:`model.cascade.Cascade.predict`, one dict
@@ -126,6 +168,8 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     if len(images) > limit:
         raise APIError(413, "too_many_images", f"at most {limit} images per request, got {len(images)}")
     eng = engine()
+    if eng.cascade.localizer is not None:
+        return _run_two_phase(images, top_k, eng)
     t0 = time.perf_counter()
     try:
         x = decode_all(images, eng.spec)
@@ -142,36 +186,104 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     return Result(eng.cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
 
 
+def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:
+    """:func:`run` for a version with a localizer: decode and make the localizer inputs here;
+    the localizer's batched forward pass (engine, :data:`~api.engine.LOCATE`); box and crop
+    here (:func:`model.localize.box_from_cam` when the spec has a crop rule,
+    ``Cascade.preprocess``); the cascade's batched forward pass (:data:`~api.engine.CLASSIFY`).
+    ``decode_ms`` is the CPU work of both steps here, ``inference_ms`` the two waits."""
+    from model.localize import box_from_cam
+
+    cascade = eng.cascade
+    t0 = time.perf_counter()
+    try:
+        decoded = decode_images(images, cascade)
+        x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
+        t1 = time.perf_counter()
+        expect(eng, LOCATE)  # a no-op change unless the request began while the models loaded
+        futures = eng.submit_locate(x_loc)
+        release_expectation()
+        located = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
+        t2 = time.perf_counter()
+        expect(eng, CLASSIFY)  # the crops come next: a batch of crops being collected may wait for them
+        rule = cascade.crop_rule
+        boxes = [None if rule is None else box_from_cam(cam, size[0], size[1], rule)
+                 for (_, _, size), (_, cam) in zip(decoded, located)]
+        x = np.stack([cascade.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
+        del decoded
+        t3 = time.perf_counter()
+        futures = eng.submit(x, top_k=top_k, boxes=boxes, aircraft=[a for a, _ in located])
+        release_expectation()
+        results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
+    except NotReady as e:
+        raise APIError(503, "not_ready", str(e)) from None
+    except TimeoutError:
+        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
+    t4 = time.perf_counter()
+    predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
+    return Result(cascade.version, predictions, round((t1 - t0 + t3 - t2) * 1000, 2),
+                  round((t2 - t1 + t4 - t3) * 1000, 2))
+
+
+#: Keys of a single image's prediction repeated at the top level of the native answer.
+TOP_LEVEL_KEYS = ("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure")
+
+
 def native_body(result: Result) -> dict:
-    """The native ``/predict`` answer: model version, the single image's manufacturer, family,
-    type, answer and unsure at top level (when one image), every prediction, and timing in
-    milliseconds."""
+    """The native ``/predict`` answer: model version; when one image, its manufacturer, family,
+    type, answer, aircraft, box and unsure at top level (:data:`TOP_LEVEL_KEYS`); every
+    prediction; timing in milliseconds."""
     body = {"model_version": result.model_version}
     if len(result.predictions) == 1:
-        body.update({k: result.predictions[0][k] for k in ("manufacturer", "family", "type", "answer", "unsure")})
+        body.update({k: result.predictions[0][k] for k in TOP_LEVEL_KEYS})
     body["predictions"] = result.predictions
     body["timing_ms"] = {"decode": result.decode_ms, "inference": result.inference_ms}
     return body
 
 
-def flat_outputs(pred: dict) -> dict:
-    """One prediction as named scalar outputs (the OIP v2 / TF Serving views).
+#: ``aircraft_probability`` of :func:`flat_outputs` when the version has no localizer (not measured).
+NO_AIRCRAFT_PROBABILITY = -1.0
+#: ``box`` of :func:`flat_outputs` when the answer came from the whole image (no crop).
+NO_BOX = [-1, -1, -1, -1]
 
-    ``family`` / ``type`` are ``""`` and their probabilities 0.0 where the answer does not reach
-    that level (no stage-2 model; a type not confident enough, see :class:`model.cascade.Cascade`).
-    ``answer`` is the answer's label ("B77W", "B777 family" or "Boeing") and ``joint_probability``
-    its joint probability.
+
+def flat_outputs(pred: dict) -> dict:
+    """One prediction as named outputs (the OIP v2 / TF Serving views).
+
+    - ``manufacturer``: the label; ``""`` for answer level ``none`` (not an aircraft).
+      ``family`` / ``type`` are ``""`` and their probabilities (and ``manufacturer_probability``
+      for level ``none``) 0.0 where the answer does not reach that level (no stage-2 model,
+      manufacturer ``Other``, a type not confident enough, no aircraft; see
+      :class:`model.cascade.Cascade`).
+    - ``answer``: the answer's label ("B77W", "B777 family", "Boeing", "Other" or "none");
+      ``joint_probability`` its joint probability (0.0 for level ``none``).
+    - ``answer_level``: ``type``, ``family``, ``manufacturer`` or ``none``; ``answer_text`` the
+      answer in words ("Boeing B77W", "another manufacturer (not Airbus or Boeing)", "not an
+      aircraft").
+    - ``aircraft_probability``: the localizer's aircraft probability in [0, 1], or
+      :data:`NO_AIRCRAFT_PROBABILITY` (-1.0) when the version has no localizer (not measured:
+      0.0 would read as "certainly no aircraft").
+    - ``box``: 4 ints ``[left, top, right, bottom]`` in the uploaded image's pixels (after EXIF
+      rotation; right/bottom exclusive), or :data:`NO_BOX` (four -1) when the answer came from
+      the whole image.
     """
-    t, f = pred["type"], pred["family"]
+    t, f, m = pred["type"], pred["family"], pred["manufacturer"]
     best = pred["branches"][0]
+    none = pred["answer"]["level"] == "none"
+    p_air = pred.get("aircraft", {}).get("probability")
+    box = pred.get("box")
     return {
-        "manufacturer": pred["manufacturer"]["label"],
-        "manufacturer_probability": pred["manufacturer"]["probability"],
+        "manufacturer": m["label"] or "",
+        "manufacturer_probability": m["probability"] if m["probability"] is not None else 0.0,
         "family": f["label"] or "",
         "family_probability": f["probability"] if f["probability"] is not None else 0.0,
         "type": t["label"] or "",
         "type_probability": t["probability"] if t["probability"] is not None else 0.0,
         "answer": pred["answer"]["label"],
-        "joint_probability": best["joint_probability"],
+        "joint_probability": 0.0 if none else best["joint_probability"],
         "unsure": pred["unsure"],
+        "answer_level": pred["answer"]["level"],
+        "answer_text": pred["answer"]["text"],
+        "aircraft_probability": NO_AIRCRAFT_PROBABILITY if p_air is None else p_air,
+        "box": list(NO_BOX) if box is None else [int(v) for v in box],
     }

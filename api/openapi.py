@@ -39,7 +39,9 @@ SCHEMAS: dict[str, dict] = {
     },
     "ManufacturerResult": {
         "type": "object", "required": ["label", "probability"],
-        "properties": {"label": {"type": "string", "example": "Boeing"}, "probability": _PROB},
+        "description": "stage 1: `Airbus`, `Boeing` or (versions trained with a third class) `Other`, "
+                       "another manufacturer; both null when the answer level is `none` (not an aircraft)",
+        "properties": {"label": {**_STR_OR_NULL, "example": "Boeing"}, "probability": _PROB_OR_NULL},
     },
     "FamilyResult": {
         "type": "object", "required": ["label", "probability", "joint_probability"],
@@ -58,10 +60,34 @@ SCHEMAS: dict[str, dict] = {
                        "joint_probability": _PROB_OR_NULL},
     },
     "Answer": {
-        "type": "object", "required": ["level", "label"],
-        "description": "the answer at the level the model knows",
-        "properties": {"level": {"type": "string", "enum": ["type", "family", "manufacturer"]},
-                       "label": {"type": "string", "example": "B777 family"}},
+        "type": "object", "required": ["level", "label", "text"],
+        "description": "the answer at the level the model knows. `type`: a named ICAO type (label "
+                       "`B77W`); `family`: the type is not sure enough (label `B777 family`); "
+                       "`manufacturer`: no stage-2 model for it, in particular `Other`, another "
+                       "manufacturer than Airbus and Boeing (label `Boeing` or `Other`); `none`: "
+                       "the version's localizer finds no aircraft (label `none`; manufacturer, "
+                       "family and type are null)",
+        "properties": {"level": {"type": "string", "enum": ["type", "family", "manufacturer", "none"]},
+                       "label": {"type": "string", "example": "B777 family"},
+                       "text": {"type": "string", "example": "Boeing B777 family",
+                                "description": 'the answer in words: "Boeing B77W", "Boeing B777 family", '
+                                               '"Airbus", "another manufacturer (not Airbus or Boeing)" '
+                                               'or "not an aircraft"'}},
+    },
+    "Aircraft": {
+        "type": "object", "required": ["probability", "threshold"],
+        "description": "the localizer's aircraft gate: `probability` (the ImageNet aircraft classes' summed "
+                       "probability on the whole image) below `threshold` answers level `none`; both "
+                       "null for a version without a localizer",
+        "properties": {"probability": _PROB_OR_NULL, "threshold": _PROB_OR_NULL},
+    },
+    "Box": {
+        "type": "array", "nullable": True, "minItems": 4, "maxItems": 4,
+        "items": {"type": "integer", "minimum": 0},
+        "example": [120, 64, 980, 512],
+        "description": "the crop the answer came from, `[left, top, right, bottom]` (right/bottom "
+                       "exclusive) in the uploaded image's pixels after EXIF rotation; null when the "
+                       "classifier saw the whole image (no crop rule, or no localizer)",
     },
     "Branch": {
         "type": "object",
@@ -79,16 +105,19 @@ SCHEMAS: dict[str, dict] = {
                        "probability": {**_PROB, "description": "joint probability"}},
     },
     "Prediction": {
-        "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "unsure", "branches",
-                                       "top_k"],
+        "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "aircraft", "box",
+                                       "unsure", "branches", "top_k"],
         "properties": {
             "file": {"type": "string", "description": "the image's name in the request"},
             "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
             "family": {"$ref": "#/components/schemas/FamilyResult"},
             "type": {"$ref": "#/components/schemas/TypeResult"},
             "answer": {"$ref": "#/components/schemas/Answer"},
+            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
+            "box": {"$ref": "#/components/schemas/Box"},
             "unsure": {"type": "boolean", "description": "top manufacturer probability under the routing "
-                                                         "threshold: both leading branches are given"},
+                                                         "threshold: both leading branches are given "
+                                                         "(false for level `none`)"},
             "branches": {"type": "array", "items": {"$ref": "#/components/schemas/Branch"}},
             "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/TopK"}},
         },
@@ -101,6 +130,8 @@ SCHEMAS: dict[str, dict] = {
             "family": {"$ref": "#/components/schemas/FamilyResult"},
             "type": {"$ref": "#/components/schemas/TypeResult"},
             "answer": {"$ref": "#/components/schemas/Answer"},
+            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
+            "box": {"$ref": "#/components/schemas/Box"},
             "unsure": {"type": "boolean"},
             "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
             "timing_ms": {"type": "object", "required": ["decode", "inference"],
@@ -124,7 +155,11 @@ SCHEMAS: dict[str, dict] = {
                 "families": {"type": "object", "description": "per manufacturer: stage-2 leaf -> family",
                              "additionalProperties": {"type": "object",
                                                       "additionalProperties": {"type": "string"}}},
-                "type_threshold": _PROB}},
+                "type_threshold": _PROB,
+                "aircraft_threshold": {**_PROB, "description": "the localizer's gate (versions with one): "
+                                                               "aircraft probability below it answers `none`"},
+                "tta": {"type": "string", "enum": ["flip"],
+                        "description": "test-time augmentation: `flip` averages the image and its mirror"}}},
             "preprocessing": {"type": "object", "description": "PreprocessingSpec and reference_sha256"},
             "threshold": _PROB,
             "metrics": {"type": "object"},
@@ -192,11 +227,26 @@ SCHEMAS: dict[str, dict] = {
     },
     "FlatOutputs": {
         "type": "object",
-        "required": ["manufacturer", "manufacturer_probability", "type", "type_probability",
-                     "joint_probability", "unsure"],
-        "properties": {"manufacturer": {"type": "string"}, "manufacturer_probability": _PROB,
-                       "type": {"type": "string"}, "type_probability": _PROB, "joint_probability": _PROB,
-                       "unsure": {"type": "boolean"}},
+        "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
+                     "type_probability", "answer", "joint_probability", "unsure", "answer_level", "answer_text",
+                     "aircraft_probability", "box"],
+        "description": "one image's outputs (OIP v2 infer, TF Serving predict); a level the answer does not "
+                       'reach is "" with probability 0.0',
+        "properties": {"manufacturer": {"type": "string", "description": '"" for answer level `none`'},
+                       "manufacturer_probability": _PROB,
+                       "family": {"type": "string"}, "family_probability": _PROB,
+                       "type": {"type": "string"}, "type_probability": _PROB,
+                       "answer": {"type": "string", "example": "B777 family"},
+                       "joint_probability": {**_PROB, "description": "0.0 for answer level `none`"},
+                       "unsure": {"type": "boolean"},
+                       "answer_level": {"type": "string", "enum": ["type", "family", "manufacturer", "none"]},
+                       "answer_text": {"type": "string", "example": "not an aircraft"},
+                       "aircraft_probability": {"type": "number", "minimum": -1, "maximum": 1,
+                                                "description": "the localizer's aircraft probability; -1.0 "
+                                                               "when the version has no localizer"},
+                       "box": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer"},
+                               "description": "[left, top, right, bottom] in the uploaded image's pixels; "
+                                              "[-1, -1, -1, -1] when the answer came from the whole image"}},
     },
     "TfPredictResponse": {
         "type": "object", "required": ["model_version"],
@@ -243,24 +293,47 @@ def _version() -> str:
         return "0"
 
 
+def limits(app: Flask) -> dict:
+    """The upload limits ``app`` enforces (``x-limits`` of the spec's ``info``): request body
+    bytes (``MAX_CONTENT_LENGTH``), images per request, pixels per image
+    (:data:`model.preprocessing.MAX_IMAGE_PIXELS`) and bytes of one ``?url=`` download."""
+    from model.preprocessing import MAX_IMAGE_PIXELS
+
+    cfg = app.config
+    return {"max_body_bytes": int(cfg.get("MAX_CONTENT_LENGTH") or 0),
+            "max_images_per_request": int(cfg.get("MAX_IMAGES_PER_REQUEST", 0)),
+            "max_image_pixels": int(MAX_IMAGE_PIXELS),
+            "max_url_bytes": int(cfg.get("URL_MAX_BYTES", 0))}
+
+
 def build_spec(app: Flask) -> dict:
     """The OpenAPI 3.0.3 document of ``app`` (every URL rule whose view has a YAML docstring).
 
     Returns:
         The spec as a JSON-ready dict.
     """
+    lim = limits(app)
+    limit_text = (f"Limits: a request body of at most {lim['max_body_bytes']} bytes "
+                  f"({lim['max_body_bytes'] / 2**20:g} MiB; PLANESPOTTER_MAX_CONTENT_LENGTH), at most "
+                  f"{lim['max_images_per_request']} images per request, at most {lim['max_image_pixels']} "
+                  f"pixels per image (a 24 MP camera photo is 6000x4000 = 24000000), a `?url=` download of at "
+                  f"most {lim['max_url_bytes']} bytes; over a limit the answer is 413 with a JSON error.")
     spec = APISpec(
         title="planespotter", version=_version(), openapi_version="3.0.3", plugins=[FlaskPlugin()],
         info={"description": "Airliner photo classifier: a Keras cascade, manufacturer then ICAO aircraft "
                              "type. Native JSON API, R plumber-compatible routes, Open Inference Protocol "
                              "v2 and TF Serving style routes. Errors are JSON "
-                             '`{"error": <code>, "message": <text>}`.',
-              "license": {"name": "MIT"}},
+                             '`{"error": <code>, "message": <text>}`. ' + limit_text,
+              "license": {"name": "MIT"}, "x-limits": lim},
         tags=TAGS,
     )
     for name, schema in SCHEMAS.items():
         spec.components.schema(name, schema)
     for name, desc in RESPONSES.items():
+        if name == "TooLarge":
+            desc = (f"{desc}: `request_entity_too_large` (body over {lim['max_body_bytes']} bytes), "
+                    f"`too_many_images` (over {lim['max_images_per_request']}), `too_large_image` (over "
+                    f"{lim['max_image_pixels']} pixels), `url_too_large` (download over {lim['max_url_bytes']} bytes)")
         spec.components.response(name, {"description": desc, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
     for name, param in PARAMETERS.items():

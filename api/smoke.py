@@ -126,8 +126,8 @@ def smoke(model_dir: str, images: list[Path], truth: dict[str, tuple[str, str]] 
             if r.status_code != 200:
                 rows.append({"file": p.name, "error": body.get("message", r.text)})
                 continue
-            row = {"file": p.name, "manufacturer": body["manufacturer"]["label"],
-                   "p_manufacturer": body["manufacturer"]["probability"], "family": body["family"]["label"] or "",
+            row = {"file": p.name, "manufacturer": body["manufacturer"]["label"] or "",  # None: not an aircraft
+                   "p_manufacturer": body["manufacturer"]["probability"] or 0.0, "family": body["family"]["label"] or "",
                    "p_family": body["family"]["probability"] or 0.0, "type": body["type"]["label"] or "",
                    "p_type": body["type"]["probability"] or 0.0, "answer": body["answer"]["label"],
                    "unsure": body["unsure"]}

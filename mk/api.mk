@@ -2,8 +2,10 @@
 # Included by the main Makefile (which defines PY, STAMPS, the apt stamp rule and the `venv` target;
 # `make serve` is defined there).
 #
-#   make bench-serve [PEER=plumber=http://127.0.0.1:8100/names] [BENCH_ARGS=...]
-#        throughput and p50/p99 at concurrency 1,4,8,16 on loopback + the in-process `limit` row
+#   make bench-serve [PEER=plumber=http://127.0.0.1:8100/names] [BENCH_WIDTHS=800,4000,6000] [BENCH_ARGS=...]
+#        throughput and p50/p99 at concurrency 1,4,8,16 on loopback for each payload width (the
+#        smoke photos at most 800 px wide, or exactly 4000 / 6000 px: camera files) + the
+#        in-process `limit` rows (forward alone; decode + forward) per width
 #        -> reports/bench/serve.json (model: models/latest if it exists, else the tiny test model)
 #   make bench-sweep      micro-batching settings at concurrency 8 and 16 -> reports/bench/serve_sweep.json
 #   make soak [SOAK_REQUESTS=10000] [SOAK_CONCURRENCY=8]
@@ -27,7 +29,7 @@ APT_PKGS_api := chromium chromium-driver
 R_PEER ?= $(if $(shell command -v Rscript 2>/dev/null),1,0)
 bench-serve: venv
 	$(PY) -m api bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") \
-	  $(if $(filter 1,$(R_PEER)),--r-peer) $(BENCH_ARGS)
+	  --payload-width $(BENCH_WIDTHS) $(if $(filter 1,$(R_PEER)),--r-peer) $(BENCH_ARGS)
 
 bench-sweep: venv
 	$(PY) -m api bench-sweep --out reports/bench/serve_sweep.json

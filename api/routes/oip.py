@@ -10,12 +10,19 @@ version folder's name. Inference takes one input (any name; ``image`` is adverti
   bytes of the body, the input's ``parameters.binary_data_size`` bytes follow, each element as a
   4-byte little-endian length and the raw bytes (Triton's BYTES serialisation).
 
-Outputs (shape ``[n]`` each): ``manufacturer`` (BYTES), ``manufacturer_probability`` (FP64),
+Outputs (shape ``[n]`` each, ``box`` ``[n, 4]``): ``manufacturer`` (BYTES; ``""`` for answer level
+``none``), ``manufacturer_probability`` (FP64; 0.0 for level ``none``),
 ``family`` (BYTES; ``""`` when the manufacturer has no stage-2 model), ``family_probability`` (FP64;
 P(family | manufacturer)), ``type`` (BYTES; ``""`` unless the answer names a type),
-``type_probability`` (FP64; P(type | manufacturer)), ``answer`` (BYTES: "B77W", "B777 family" or
-"Boeing"), ``joint_probability`` (FP64; P(manufacturer) x P(answer | manufacturer)), ``unsure``
-(BOOL); see :func:`api.inference.flat_outputs`. A request's ``outputs``
+``type_probability`` (FP64; P(type | manufacturer)), ``answer`` (BYTES: "B77W", "B777 family",
+"Boeing", "Other" or "none"), ``joint_probability`` (FP64; P(manufacturer) x P(answer |
+manufacturer); 0.0 for level ``none``), ``unsure`` (BOOL), ``answer_level`` (BYTES: ``type``,
+``family``, ``manufacturer`` or ``none``), ``answer_text`` (BYTES: the answer in words, "Boeing
+B77W", "another manufacturer (not Airbus or Boeing)", "not an aircraft"),
+``aircraft_probability`` (FP64: the localizer's aircraft probability in [0, 1]; -1.0 when the
+version has no localizer), ``box`` (INT32 ``[n, 4]``, row-major: left, top, right, bottom of the
+crop the answer came from, in the uploaded image's pixels after EXIF rotation; four -1 when the
+answer came from the whole image); see :func:`api.inference.flat_outputs`. A request's ``outputs``
 list selects some of them. Health answers are 200 for true and 503 for false (the protocol
 reads any non-200 code as false).
 """
@@ -35,7 +42,10 @@ bp = Blueprint("oip", __name__, url_prefix="/v2")
 
 OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("family", "BYTES"),
            ("family_probability", "FP64"), ("type", "BYTES"), ("type_probability", "FP64"),
-           ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL")]
+           ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL"), ("answer_level", "BYTES"),
+           ("answer_text", "BYTES"), ("aircraft_probability", "FP64"), ("box", "INT32")]
+#: Trailing dimensions of outputs that are not one scalar per image.
+OUTPUT_DIMS = {"box": [4]}
 
 
 def _version() -> str:
@@ -152,7 +162,7 @@ def model_metadata(name):
         versions=[engine.cascade.version],
         platform="keras",
         inputs=[{"name": "image", "datatype": "BYTES", "shape": [-1]}],
-        outputs=[{"name": n, "datatype": d, "shape": [-1]} for n, d in OUTPUTS],
+        outputs=[{"name": n, "datatype": d, "shape": [-1, *OUTPUT_DIMS.get(n, [])]} for n, d in OUTPUTS],
     )
 
 
@@ -288,7 +298,12 @@ def infer(name):
             schema: {type: string, format: binary}
       responses:
         "200":
-          description: outputs, each of shape [n]
+          description: |
+            outputs, each of shape [n] (`box`: [n, 4], row-major). `answer_level` is `type`,
+            `family`, `manufacturer` (also for `Other`, another manufacturer) or `none` (not an
+            aircraft: `manufacturer` is "", probabilities 0.0); `answer_text` says it in words;
+            `aircraft_probability` is -1.0 when the version has no localizer; `box` is four -1
+            when the answer came from the whole image
           content:
             application/json:
               schema: {$ref: "#/components/schemas/OipInferResponse"}
@@ -313,6 +328,7 @@ def infer(name):
     if isinstance(doc.get("id"), str):
         body["id"] = doc["id"]
     datatypes = dict(OUTPUTS)
-    body["outputs"] = [{"name": n, "datatype": datatypes[n], "shape": [len(rows)], "data": [r[n] for r in rows]}
+    body["outputs"] = [{"name": n, "datatype": datatypes[n], "shape": [len(rows), *OUTPUT_DIMS.get(n, [])],
+                        "data": [v for r in rows for v in (r[n] if n in OUTPUT_DIMS else [r[n]])]}
                        for n in wanted]
     return jsonify(body)

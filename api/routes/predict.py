@@ -7,7 +7,8 @@
 - ``GET /predict?url=<http(s) URL>``: fetch and classify (off by default; see :mod:`api.fetch`).
 - ``GET /names``: the R original's plumber route — classifies ``DEFAULT_IMAGE`` (else the model
   version's own reference image) and answers the manufacturer as plumber's default JSON
-  serializer does (a boxed array, ``["Boeing"]``).
+  serializer does (a boxed array, ``["Boeing"]``; ``["Other"]`` for another manufacturer,
+  ``["none"]`` when the version's localizer finds no aircraft).
 
 The view docstrings hold the OpenAPI operations (YAML after ``---``, read by apispec).
 """
@@ -88,10 +89,18 @@ def predict_post():
       tags: [native]
       summary: Classify one or several images
       description: |
-        Stage 1 gives the manufacturer; stage 2 that manufacturer's ICAO type. When the top
-        manufacturer probability is under the routing threshold the answer is `unsure` and the two
-        leading branches are both evaluated. One image: `manufacturer`, `type` and `unsure` are also
-        given at top level. Formats: JPEG, PNG, WebP.
+        Stage 1 gives the manufacturer; stage 2 that manufacturer's family and ICAO type. When the
+        top manufacturer probability is under the routing threshold the answer is `unsure` and the
+        two leading branches are both evaluated. `answer.level` is `type`, `family`,
+        `manufacturer` (also for `Other`, a manufacturer that is neither Airbus nor Boeing: no
+        family, no type) or `none` (the version's localizer finds no aircraft: manufacturer,
+        family and type are null); `answer.text` says it in words ("Boeing B77W", "another
+        manufacturer (not Airbus or Boeing)", "not an aircraft"). `aircraft` is the localizer's
+        aircraft probability and gate threshold (null without a localizer); `box` the crop
+        `[left, top, right, bottom]` the answer came from, in the uploaded image's pixels after
+        EXIF rotation, or null (the whole image). One image: `manufacturer`, `family`, `type`,
+        `answer`, `aircraft`, `box` and `unsure` are also given at top level. Formats: JPEG, PNG,
+        WebP.
       parameters:
         - top_k
       requestBody:
@@ -220,7 +229,9 @@ def names():
         (`reference.png` in the version folder, the image whose tensor checksum
         `preprocessing.json` stores), and answers as plumber's default JSON serializer does: a
         boxed array holding the manufacturer, e.g. `["Boeing"]`, with
-        `Content-Type: application/json`.
+        `Content-Type: application/json`. Always one string: `"Airbus"` or `"Boeing"`,
+        `"Other"` for another manufacturer (answer level `manufacturer`), `"none"` when the
+        version's localizer finds no aircraft in the image (answer level `none`).
       responses:
         "200":
           description: boxed manufacturer name
@@ -230,7 +241,8 @@ def names():
                 type: array
                 minItems: 1
                 maxItems: 1
-                items: {type: string}
+                items: {type: string, example: Boeing,
+                        description: 'the manufacturer label, "Other", or "none" (not an aircraft)'}
               example: ["Boeing"]
         "403": {$ref: "#/components/responses/Forbidden"}
         "404": {$ref: "#/components/responses/NotFound"}
@@ -244,5 +256,6 @@ def names():
             image = (mio.REFERENCE_IMAGE, _reference_image(inference.engine().cascade.info["path"]))
         except mio.ModelLoadError as e:
             raise APIError(500, "bad_reference_image", str(e)) from None
-    label = classify([image], 1)["manufacturer"]["label"]
+    body = classify([image], 1)
+    label = "none" if body["answer"]["level"] == "none" else body["manufacturer"]["label"]
     return Response(json.dumps([label]), mimetype="application/json")

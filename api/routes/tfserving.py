@@ -9,7 +9,9 @@ image, in either request format:
 - columnar ("inputs"): ``{"inputs": [{"b64": ...}, ...]}`` or ``{"inputs": {"image": [...]}}`` →
   ``{"outputs": {"manufacturer": [...], ...}}``.
 
-The outputs are those of :func:`api.inference.flat_outputs`. ``signature_name`` is accepted and
+The outputs are those of :func:`api.inference.flat_outputs` (``answer_level`` ``type`` / ``family``
+/ ``manufacturer`` / ``none``, ``answer_text``, ``aircraft_probability`` -1.0 without a localizer,
+``box`` four ints or four -1 without a crop). ``signature_name`` is accepted and
 must be ``serving_default`` when given. The model version is the version folder's name (a string,
 where TF Serving uses an integer).
 """
@@ -85,7 +87,11 @@ def predict(name):
             schema: {$ref: "#/components/schemas/TfPredictRequest"}
       responses:
         "200":
-          description: '`predictions` (row format) or `outputs` (columnar format)'
+          description: |
+            `predictions` (row format) or `outputs` (columnar format), the outputs of OIP v2's
+            infer: `answer_level` (`type`, `family`, `manufacturer`, `none`), `answer_text`,
+            `aircraft_probability` (-1.0 without a localizer), `box` ([left, top, right, bottom]
+            or four -1 without a crop), and `manufacturer` "" for level `none`
           content:
             application/json:
               schema: {$ref: "#/components/schemas/TfPredictResponse"}

@@ -26,9 +26,12 @@ def test_predict_multipart_real_jpeg(server, smoke_photos):
     assert isinstance(body["family"]["probability"], float)
     if body["type"]["label"] is not None:  # named only when confident (type threshold 0.34)
         assert body["type"]["label"] in expected_types and body["type"]["probability"] >= 0.34
-        assert body["answer"] == {"level": "type", "label": body["type"]["label"]}
+        assert body["answer"] == {"level": "type", "label": body["type"]["label"],
+                                  "text": f"{m} {body['type']['label']}"}
     else:
-        assert body["answer"] == {"level": "family", "label": body["family"]["label"] + " family"}
+        label = body["family"]["label"] + " family"
+        assert body["answer"] == {"level": "family", "label": label, "text": f"{m} {label}"}
+    assert body["aircraft"] == {"probability": None, "threshold": None} and body["box"] is None  # no localizer
     assert isinstance(body["unsure"], bool)
     assert body["predictions"][0]["file"] == photo.name
 

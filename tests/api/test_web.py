@@ -131,3 +131,84 @@ def test_docs_page_renders_every_operation(server, browser):
     assert "planespotter" in _text(browser, "swagger-ui")
     shot = SCREENSHOT.with_name("docs.png")
     assert browser.save_screenshot(str(shot))
+
+
+BOX_SCREENSHOT = SCREENSHOT.with_name("webpage_box.png")
+NONE_SCREENSHOT = SCREENSHOT.with_name("webpage_none.png")
+
+GEOMETRY_JS = """
+const img = document.getElementById('preview'), i = img.getBoundingClientRect();
+const b = document.getElementById('box').getBoundingClientRect();
+return {img: [i.left, i.top, i.width, i.height], box: [b.left, b.top, b.width, b.height],
+        natural: [img.naturalWidth, img.naturalHeight]};
+"""
+
+
+def _upload(browser, srv, path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(srv.url + "/")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    _wait(browser, lambda d: _text(d, "status") == f"Done: {path.name}")
+
+
+def _api(srv, path):
+    return requests.post(srv.url + "/predict", files={"image": (path.name, path.read_bytes())}, timeout=60).json()
+
+
+def test_box_is_drawn_over_the_photo(feature_server, feature_image_dir, browser):
+    """The crop box of the answer, drawn over the displayed (scaled) photo where the API says,
+    also for an EXIF-rotated JPEG (the browser shows it rotated, the box is in that frame)."""
+    from PIL import Image, ImageOps
+    from selenium.webdriver.common.by import By
+
+    names = [n for n in ("exif6.jpg", "photo.jpg") if (feature_image_dir / n).exists()]
+    for name in names:
+        path = feature_image_dir / name
+        api = _api(feature_server, path)
+        box = api["box"]
+        assert box is not None
+        _upload(browser, feature_server, path)
+        _wait(browser, lambda d: d.find_element(By.ID, "box").is_displayed())
+        text = api["answer"]["text"]
+        assert _text(browser, "answer-text") == text[0].upper() + text[1:]
+        assert _text(browser, "answer") == api["answer"]["label"]
+        g = browser.execute_script(GEOMETRY_JS)
+        with Image.open(path) as im:
+            assert g["natural"] == list(ImageOps.exif_transpose(im).size)
+        (il, it, iw, ih), (bl, bt, bw, bh) = g["img"], g["box"]
+        sx, sy = iw / g["natural"][0], ih / g["natural"][1]
+        expected = [il + box[0] * sx, it + box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy]
+        assert [bl, bt, bw, bh] == pytest.approx(expected, abs=1.5), (g, box)
+        assert iw < g["natural"][0] or ih < g["natural"][1] or name == "exif6.jpg"  # drawn scaled
+        caption = _text(browser, "box-caption")
+        assert caption.startswith("Red box") and f"{box[2]}, {box[3]} px" in caption
+        assert "Aircraft check" in _text(browser, "aircraft")
+    BOX_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(BOX_SCREENSHOT))
+
+
+def test_other_and_not_an_aircraft_in_words(feature_server, none_server, feature_image_dir, browser):
+    red = feature_image_dir / "red.png"
+    _upload(browser, feature_server, red)
+    assert _text(browser, "answer-text") == "Another manufacturer (not Airbus or Boeing)"
+    assert _text(browser, "manufacturer") == "Other" and "another manufacturer" in _text(browser, "family")
+    assert "not an Airbus or a Boeing" in _text(browser, "answer-note")
+
+    _upload(browser, none_server, red)
+    assert _text(browser, "answer-text") == "Not an aircraft"
+    assert _text(browser, "manufacturer") == "(not an aircraft)"
+    assert _text(browser, "answer-note").startswith("No aircraft found in this photo")
+    assert "needs 100.0 %" in _text(browser, "aircraft")
+    assert browser.save_screenshot(str(NONE_SCREENSHOT))
+
+
+def test_old_version_page_says_whole_photo(server, smoke_photos, browser):
+    from selenium.webdriver.common.by import By
+
+    _upload(browser, server, smoke_photos[0])
+    assert not browser.find_element(By.ID, "box").is_displayed()
+    assert _text(browser, "box-caption") == "The answer came from the whole photo."
+    assert not browser.find_element(By.ID, "aircraft").is_displayed()
+    api = _api(server, smoke_photos[0])
+    assert _text(browser, "answer-text") == api["answer"]["text"]

@@ -1,0 +1,84 @@
+"""The engine's two kinds of work in one process (no HTTP): batches hold one kind, items of the
+other kind are held for the next batch in arrival order, the wait is per kind, and the real
+feature model answers the same through the engine's two phases as ``Cascade.predict_images``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from api.engine import CLASSIFY, LOCATE, Engine, _Item
+
+
+def _items(engine, kinds):
+    out = []
+    for i, k in enumerate(kinds):
+        it = _Item(k, np.full((2,), i, np.float32), Future())
+        engine._queue.put(it)
+        out.append(it)
+    return out
+
+
+def test_a_batch_holds_one_kind_and_the_other_waits_in_order():
+    eng = Engine("/nonexistent", max_batch_size=3, max_batch_wait_ms=0)
+    items = _items(eng, [LOCATE, CLASSIFY, LOCATE, CLASSIFY, LOCATE, LOCATE, CLASSIFY])
+    held: list = []
+    batches = [eng._collect(held) for _ in range(3)]
+    ids = [[items.index(it) for it in b] for b in batches]
+    # L0 starts; C1 and C3 are held while L2, L4 fill the batch; the held C1, C3 start the next
+    # one, which L5 (held now) cannot join and C6 completes; L5 is last
+    assert ids == [[0, 2, 4], [1, 3, 6], [5]]
+    assert all(len({it.kind for it in b}) == 1 for b in batches)
+    assert not held and eng._queue.empty()
+
+
+def test_the_wait_is_per_kind():
+    """A batch of one kind does not wait for a request that is about to submit the other kind."""
+    eng = Engine("/nonexistent", max_batch_size=8, max_batch_wait_ms=300)
+    eng.expect(CLASSIFY)
+    _items(eng, [LOCATE])
+    t = time.perf_counter()
+    assert len(eng._collect([])) == 1
+    assert time.perf_counter() - t < 0.2  # no CLASSIFY item can join a LOCATE batch: no wait
+    eng.unexpect(CLASSIFY)
+    eng.expect(LOCATE)
+    _items(eng, [LOCATE])
+    late = _Item(LOCATE, np.zeros(2, np.float32), Future())
+    threading.Timer(0.05, lambda: eng._queue.put(late)).start()
+    batch = eng._collect([])
+    assert len(batch) == 2 and batch[1] is late  # waited for the announced request
+
+
+@pytest.fixture(scope="module")
+def feature_engine(feature_model_dir):
+    eng = Engine(str(feature_model_dir), max_batch_size=8, max_batch_wait_ms=5, warmup=False)
+    eng.start(background=False)
+    assert eng.ready, eng.reason
+    return eng
+
+
+def test_engine_two_phases_equal_predict_images(feature_engine, feature_image_dir):
+    from model import preprocessing as pp
+    from model.localize import box_from_cam
+
+    cascade = feature_engine.cascade
+    paths = sorted(feature_image_dir.iterdir())
+    imgs = [pp.decode_image(p) for p in paths]
+    located = [f.result(30) for f in feature_engine.submit_locate(np.stack([cascade.localizer_input(i) for i in imgs]))]
+    boxes = [box_from_cam(cam, im.width, im.height, cascade.crop_rule) for im, (_, cam) in zip(imgs, located)]
+    x = np.stack([cascade.preprocess(im, b) for im, b in zip(imgs, boxes)])
+    got = [f.result(30) for f in feature_engine.submit(x, top_k=2, boxes=boxes, aircraft=[a for a, _ in located])]
+    ref = cascade.predict_images(paths, top_k=2)
+    assert got == ref  # same batches (all images at once, <= max_batch_size): identical
+
+
+def test_locate_without_localizer_fails_the_future(tiny_model_dir):
+    eng = Engine(str(tiny_model_dir), warmup=False).start(background=False)
+    assert not eng.has_localizer
+    fut = eng.submit_locate(np.zeros((1, 96, 96, 3), np.float32))[0]
+    with pytest.raises(RuntimeError, match="no localizer"):
+        fut.result(30)
