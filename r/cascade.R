@@ -8,6 +8,15 @@
 # Stage-2 models see exactly the rows Python would give them (same batch composition), since
 # oneDNN's float results depend on the batch size (../shared/notes/stack.md).
 #
+# Versions with a localizer (localizer.keras) are ported too (model/cascade.py, model/localize.py):
+# the localizer runs on the whole images (ps_locate: aircraft probability and activation map, one
+# batch), model.localize.box_from_cam (through reticulate) gives each crop box when
+# preprocessing.json has a crop rule, the shared preprocessing cuts and resizes the crop
+# (ps_preprocess_image), an aircraft probability below labels.json's aircraft_threshold
+# (PLANESPOTTER_AIRCRAFT_THRESHOLD) answers level "none"; labels.json's tta = "flip" averages
+# every model's probabilities over the batch and its mirror image (a second batch of the same
+# size); a manufacturer without stage 2 ("Other") answers at level "manufacturer".
+#
 # Needs RETICULATE_PYTHON = the project's venv python (r/serve.R sets it when unset).
 
 #' Load a model version folder.
@@ -19,7 +28,11 @@
 #' @return a list: version, created, labels (list(manufacturer = chr, types = named list)),
 #'   spec (preprocessing.json as a list), info (labels/preprocessing/metrics as parsed from
 #'   JSON, for /metadata), stage1 (Keras model), stage2 (named list of Keras models),
-#'   threshold, type_threshold, py_spec (the Python PreprocessingSpec), load_seconds.
+#'   threshold, type_threshold, py_spec (the Python PreprocessingSpec), load_seconds;
+#'   localizer (Keras model or NULL), localizer_size (its square input, pixels, or NULL),
+#'   aircraft_threshold (the gate: labels.json's, PLANESPOTTER_AIRCRAFT_THRESHOLD overriding it
+#'   when there is a localizer; NULL when absent), crop_rule (Python model.localize.CropRule, or
+#'   NULL without localizer or crop rule), tta ("flip" or NULL).
 #' Errors when the folder fails model.io.check_version (missing/corrupt files) or when this
 #' installation's preprocessing checksum differs from the one saved at training.
 ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) {
@@ -50,6 +63,21 @@ ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) 
     f <- sprintf("type_%s.keras", m)
     if (file.exists(file.path(model_dir, f))) stage2[[m]] <- load(f)
   }
+  localizer <- if (file.exists(file.path(model_dir, "localizer.keras"))) load("localizer.keras") else NULL
+  aircraft_threshold <- labels$aircraft_threshold  # Cascade.load: the JSON value, or the override
+  if (!is.null(localizer) && !is.null(aircraft_threshold)) {
+    env <- Sys.getenv("PLANESPOTTER_AIRCRAFT_THRESHOLD", "")
+    aircraft_threshold <- if (nzchar(env)) as.numeric(env) else as.double(aircraft_threshold)
+  }
+  crop_rule <- NULL
+  if (!is.null(localizer) && !is.null(preprocessing$crop)) {  # PreprocessingSpec.crop_rule
+    loc <- reticulate::import("model.localize", convert = FALSE)
+    json <- reticulate::import("json", convert = FALSE)
+    doc <- json$loads(paste(readLines(file.path(model_dir, "preprocessing.json"), warn = FALSE), collapse = "\n"))
+    crop_rule <- loc$CropRule$from_dict(doc$get("crop"))  # the same dict Python reads
+  }
+  tta <- labels$tta
+  if (!is.null(tta) && !nzchar(tta)) tta <- NULL
   if (is.null(threshold)) threshold <- as.numeric(Sys.getenv("PLANESPOTTER_THRESHOLD", "0.6"))
   if (is.null(type_threshold)) {
     default <- if (is.null(labels$type_threshold)) "0.5" else as.character(labels$type_threshold)
@@ -61,6 +89,10 @@ ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) 
        spec = spec, py_spec = py_spec,
        info = list(labels = labels, preprocessing = preprocessing, metrics = metrics),
        stage1 = stage1, stage2 = stage2, threshold = threshold, type_threshold = type_threshold,
+       localizer = localizer,
+       localizer_size = if (is.null(localizer)) NULL
+                        else as.integer(reticulate::py_to_r(localizer$input_shape)[[2]]),
+       aircraft_threshold = aircraft_threshold, crop_rule = crop_rule, tta = tta,
        load_seconds = as.numeric(difftime(Sys.time(), t0, units = "secs")))
 }
 
@@ -72,15 +104,29 @@ ps_as_batch <- function(x) {
   .np()$asarray(reticulate::r_to_py(x), dtype = "float32")
 }
 
+#' One model's probabilities for a batch (the inner run() of Cascade.probabilities): doubles
+#' holding the float32 outputs; with tta = "flip" the mean of the batch's and its mirror
+#' image's (x[:, :, ::-1], a second batch of the same size), computed in double as Python does.
+.ps_run_model <- function(cascade, model, rows) {
+  as_matrix <- function(p) { p <- reticulate::py_to_r(p); matrix(as.double(p), nrow = nrow(p)) }
+  p <- as_matrix(model$predict_on_batch(rows))
+  if (identical(cascade$tta, "flip")) {
+    mirror <- .np()$ascontiguousarray(.np()$flip(rows, axis = 2L))
+    p <- (p + as_matrix(model$predict_on_batch(mirror))) / 2
+  }
+  p
+}
+
 #' Raw forward passes with routing (model.cascade.Cascade.probabilities).
 #'
 #' @param x float32-valued (n, H, W, 3) R array, or a NumPy float32 array.
 #' @return list(p_m = n x M matrix of stage-1 probabilities (doubles holding float32
-#'   values), p_t = named list of n x T_m matrices; rows not routed to a manufacturer are NaN).
+#'   values; the flip-TTA mean when cascade$tta is "flip"), p_t = named list of n x T_m
+#'   matrices; rows not routed to a manufacturer are NaN; manufacturers without a stage-2
+#'   model (Other) have no entry).
 ps_probabilities <- function(cascade, x) {
   xb <- ps_as_batch(x)
-  p_m <- reticulate::py_to_r(cascade$stage1$predict_on_batch(xb))
-  p_m <- matrix(as.double(p_m), nrow = nrow(p_m))
+  p_m <- .ps_run_model(cascade, cascade$stage1, xb)
   n <- nrow(p_m)
   mans <- cascade$labels$manufacturer
   ord <- t(apply(p_m, 1, function(r) order(-r, method = "radix")))
@@ -97,8 +143,7 @@ ps_probabilities <- function(cascade, x) {
     out <- matrix(NaN, n, length(cascade$labels$types[[m]]))
     if (length(rows)) {
       sub <- xb$`__getitem__`(.np()$asarray(array(as.integer(rows - 1L))))  # 1-d index array, even for one row
-      pr <- reticulate::py_to_r(model$predict_on_batch(sub))
-      out[rows, ] <- matrix(as.double(pr), nrow = length(rows))
+      out[rows, ] <- .ps_run_model(cascade, model, sub)
     }
     p_t[[m]] <- out
   }
@@ -149,10 +194,28 @@ ps_branch <- function(cascade, m, pm, pt) {
   out
 }
 
+PS_OTHER_TEXT <- "another manufacturer (not Airbus or Boeing)"  # model.cascade.OTHER_TEXT
+PS_NONE_TEXT <- "not an aircraft"                                 # model.cascade.NONE_TEXT
+
+#' An answer in a spotter's words (model.cascade.answer_text): "Boeing B738", "Boeing B737
+#' family", "Airbus", PS_OTHER_TEXT for manufacturer Other, PS_NONE_TEXT for level "none".
+ps_answer_text <- function(level, label, manufacturer) {
+  if (level == "none") return(PS_NONE_TEXT)
+  if (identical(manufacturer, "Other")) return(PS_OTHER_TEXT)
+  if (level == "manufacturer") return(if (is.null(manufacturer)) "" else manufacturer)
+  paste(manufacturer, label)
+}
+
 #' Classify preprocessed images (model.cascade.Cascade.predict): one list per image with
-#' manufacturer, family, type, answer, unsure, branches and top_k, in the same key order as
-#' Python's dicts.
-ps_predict <- function(cascade, x, top_k = 3L) {
+#' manufacturer, family, type, answer (level, label, text), aircraft (probability, threshold),
+#' box, unsure, branches and top_k, in the same key order as Python's dicts.
+#'
+#' @param x float32-valued (n, H, W, 3) R or NumPy array (whole images, or cut to their boxes).
+#' @param boxes NULL, or a list of n integer vectors c(left, top, right, bottom) / NULL: the box
+#'   each image was cut to, in the uploaded image's pixels (reported as box).
+#' @param aircraft NULL, or n doubles: the localizer's aircraft probabilities (ps_locate); below
+#'   cascade$aircraft_threshold the answer is level "none" (manufacturer, family, type NULL).
+ps_predict <- function(cascade, x, top_k = 3L, boxes = NULL, aircraft = NULL) {
   pr <- ps_probabilities(cascade, x)
   p_m <- pr$p_m
   p_t <- pr$p_t
@@ -180,22 +243,109 @@ ps_predict <- function(cascade, x, top_k = 3L) {
       }
     }
     best <- branches[[1]]
-    level <- if (!is.null(best$type)) "type" else if (!is.null(best$family)) "family" else "manufacturer"
+    p_air <- if (is.null(aircraft)) NULL else as.double(aircraft[[i]])
+    no_aircraft <- !is.null(p_air) && !is.null(cascade$aircraft_threshold) && p_air < cascade$aircraft_threshold
+    level <- if (no_aircraft) "none" else if (!is.null(best$type)) "type"
+             else if (!is.null(best$family)) "family" else "manufacturer"
     label <- switch(level, type = best$type, family = paste0(best$family, PS_FAMILY_LEAF_SUFFIX),
-                    manufacturer = best$manufacturer)
+                    manufacturer = best$manufacturer, none = "none")
     po <- order(-pair_p, method = "radix")[seq_len(min(max(1L, top_k), length(pair_p)))]
-    results[[i]] <- list(
-      manufacturer = list(label = best$manufacturer, probability = best$manufacturer_probability),
-      family = list(label = best$family, probability = best$family_probability,
-                    joint_probability = if (is.null(best$family)) NULL
-                                        else best$manufacturer_probability * best$family_probability),
-      type = list(label = best$type, probability = best$type_probability,
-                  joint_probability = if (is.null(best$type)) NULL else best$joint_probability),
-      answer = list(level = level, label = label),
-      unsure = unsure,
+    box <- if (is.null(boxes) || is.null(boxes[[i]])) NULL else I(as.integer(boxes[[i]]))
+    head <- if (no_aircraft) {
+      list(manufacturer = list(label = NULL, probability = NULL),
+           family = list(label = NULL, probability = NULL, joint_probability = NULL),
+           type = list(label = NULL, probability = NULL, joint_probability = NULL))
+    } else {
+      list(
+        manufacturer = list(label = best$manufacturer, probability = best$manufacturer_probability),
+        family = list(label = best$family, probability = best$family_probability,
+                      joint_probability = if (is.null(best$family)) NULL
+                                          else best$manufacturer_probability * best$family_probability),
+        type = list(label = best$type, probability = best$type_probability,
+                    joint_probability = if (is.null(best$type)) NULL else best$joint_probability))
+    }
+    results[[i]] <- c(head, list(
+      answer = list(level = level, label = label, text = ps_answer_text(level, label, best$manufacturer)),
+      aircraft = list(probability = p_air, threshold = cascade$aircraft_threshold),
+      box = box,
+      unsure = unsure && !no_aircraft,
       branches = branches,
       top_k = lapply(po, function(q) list(manufacturer = pair_m[q], family = pair_f[[q]], type = pair_t[[q]],
-                                          probability = pair_p[q])))
+                                          probability = pair_p[q]))))
   }
   results
+}
+
+# ---------------------------------------------------------------- the localizer (whole image)
+
+#' The localizer's input for one decoded image (Cascade.localizer_input, through reticulate):
+#' a NumPy float32 (S, S, 3) array in [0, 1]; `img` is a Python PIL image (ps_decode_shared).
+ps_localizer_input <- function(cascade, img, dct_scale = 1L) {
+  reticulate::import("model.localize", convert = FALSE)$localizer_input(img, cascade$localizer_size, NULL,
+                                                                        as.integer(dct_scale))
+}
+
+#' One image decoded for both phases (Cascade.decode: model.localize.decode through reticulate):
+#' list(img = Python PIL image, scale = its DCT decode scale, size = integer c(width, height) at
+#' full size). Errors with a "ps_decode_error" condition as ps_decode_shared.
+ps_decode_for_crop <- function(cascade, source) {
+  d <- ps_decode_shared(source, cascade$py_spec)
+  list(img = reticulate::py_get_item(d, 0L), scale = as.integer(reticulate::py_to_r(reticulate::py_get_item(d, 1L))),
+       size = as.integer(unlist(reticulate::py_to_r(reticulate::py_get_item(d, 2L)))))
+}
+
+#' The localizer's forward pass over whole images and the crop boxes (Cascade.locate).
+#'
+#' @param x_loc NumPy float32 (n, S, S, 3) (ps_localizer_input, stacked).
+#' @param sizes list of n c(width, height): each image's size, in the pixels its box is given in.
+#' @return list(aircraft = n doubles in [0, 1] (float32 outputs), boxes = list of n integer
+#'   c(left, top, right, bottom) or NULL: model.localize.box_from_cam through reticulate on the
+#'   same float64 maps Python uses; all NULL when the version has no crop rule).
+#' Errors when the version has no localizer.
+ps_locate <- function(cascade, x_loc, sizes) {
+  if (is.null(cascade$localizer)) stop("model version ", cascade$version, " has no localizer")
+  np <- .np()
+  out <- cascade$localizer$predict_on_batch(ps_as_batch(x_loc))
+  aircraft <- as.double(reticulate::py_to_r(np$asarray(reticulate::py_get_item(out, "aircraft"),
+                                                       dtype = "float64")$reshape(-1L)))
+  cams <- np$asarray(reticulate::py_get_item(out, "cam"), dtype = "float64")
+  loc <- reticulate::import("model.localize", convert = FALSE)
+  boxes <- lapply(seq_along(sizes), function(i) {
+    if (is.null(cascade$crop_rule)) return(NULL)
+    b <- reticulate::py_to_r(loc$box_from_cam(cams$`__getitem__`(as.integer(i - 1L)), as.integer(sizes[[i]][1]),
+                                              as.integer(sizes[[i]][2]), cascade$crop_rule))
+    if (is.null(b)) NULL else as.integer(unlist(b))
+  })
+  list(aircraft = aircraft, boxes = boxes)
+}
+
+#' A decoded image cut to `box` (integer c(left, top, right, bottom), or NULL: whole) and
+#' preprocessed as the classifier's input (Cascade.preprocess: model.preprocessing.to_uint8
+#' then scale, through reticulate): a NumPy float32 (H, W, 3) array.
+ps_preprocess_image <- function(cascade, img, box = NULL, dct_scale = 1L) {
+  pp <- reticulate::import("model.preprocessing", convert = FALSE)
+  py_box <- if (is.null(box)) NULL else reticulate::tuple(as.list(as.integer(box)))
+  pp$scale(pp$to_uint8(img, cascade$py_spec, py_box, dct_scale = as.integer(dct_scale)), cascade$py_spec)
+}
+
+#' Decode, locate, crop and classify encoded images or paths in one batch
+#' (model.cascade.Cascade.predict_images): the localizer phase only for a version with one.
+#'
+#' @param sources list of raw vectors (encoded images) or file paths.
+#' @return ps_predict()'s list, one element per image. Errors with a "ps_decode_error"
+#'   condition (field code) on an image that does not decode.
+ps_predict_images <- function(cascade, sources, top_k = 3L) {
+  decoded <- lapply(sources, function(src) ps_decode_for_crop(cascade, src))
+  boxes <- NULL
+  aircraft <- NULL
+  if (!is.null(cascade$localizer)) {
+    sizes <- lapply(decoded, function(d) d$size)
+    loc <- ps_locate(cascade, .np()$stack(lapply(decoded, function(d) ps_localizer_input(cascade, d$img, d$scale))),
+                     sizes)
+    boxes <- loc$boxes
+    aircraft <- loc$aircraft
+  }
+  x <- .np()$stack(lapply(seq_along(decoded), function(i)
+    ps_preprocess_image(cascade, decoded[[i]]$img, boxes[[i]], decoded[[i]]$scale)))
+  ps_predict(cascade, x, top_k = top_k, boxes = boxes, aircraft = aircraft)
 }

@@ -39,6 +39,7 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 
 .num <- function(x) if (is.null(x)) NA_real_ else as.numeric(x)
 .chr <- function(x) if (is.null(x)) NA_character_ else as.character(x)
+.box <- function(x) if (is.null(x)) NA_character_ else paste(as.integer(unlist(x)), collapse = " ")
 
 # One row per prediction of a /predict answer.
 .ps_predictions_df <- function(doc) {
@@ -54,6 +55,10 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
                answer = .chr(p$answer$label),
                unsure = isTRUE(p$unsure),
                model_version = .chr(doc$model_version),
+               answer_level = .chr(p$answer$level),
+               answer_text = .chr(p$answer$text),
+               p_aircraft = .num(p$aircraft$probability),
+               box = .box(p$box),
                stringsAsFactors = FALSE)
   })
   do.call(rbind, rows)
@@ -65,13 +70,19 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #' @param paths character vector of JPEG/PNG/WebP files (at most 64, the server's limit).
 #' @param top_k number of (manufacturer, type) pairs the server ranks (1..50).
 #' @param timeout seconds.
-#' @return data.frame, one row per file in order: file (the name sent), manufacturer,
-#'   p_manufacturer (calibrated probability in [0, 1]), family (aircraft family, e.g. "B777";
-#'   NA when the manufacturer has no stage-2 model), p_family (P(family | manufacturer)),
-#'   icao_type (ICAO type designator, NA unless the server is sure enough to name it), p_type
-#'   (P(type | manufacturer)), p_joint (P(manufacturer) * P(type | manufacturer)), answer (the
-#'   answer at the level the model knows: "B77W", "B777 family" or "Boeing"), unsure (top
-#'   manufacturer probability below the server's threshold), model_version.
+#' @return data.frame, one row per file in order: file (the name sent), manufacturer
+#'   ("Airbus", "Boeing", "Other" for another manufacturer; NA when the photo shows no
+#'   aircraft), p_manufacturer (calibrated probability in [0, 1]; NA with no aircraft), family
+#'   (aircraft family, e.g. "B777"; NA when the manufacturer has no stage-2 model, e.g. Other),
+#'   p_family (P(family | manufacturer)), icao_type (ICAO type designator, NA unless the server
+#'   is sure enough to name it), p_type (P(type | manufacturer)), p_joint (P(manufacturer) *
+#'   P(type | manufacturer)), answer (the answer at the level the model knows: "B77W",
+#'   "B777 family", "Boeing", "Other" or "none"), unsure (top manufacturer probability below the
+#'   server's threshold), model_version, answer_level ("type", "family", "manufacturer" or
+#'   "none": not an aircraft), answer_text (the answer in words: "Boeing B77W", "another
+#'   manufacturer (not Airbus or Boeing)", "not an aircraft"), p_aircraft (the localizer's
+#'   aircraft probability; NA for a version without one), box (the crop the answer came from,
+#'   "left top right bottom" in the image's pixels after EXIF rotation; NA for the whole image).
 ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120) {
   if (!length(paths)) stop("no files to classify")
   missing <- paths[!file.exists(paths)]
@@ -106,7 +117,8 @@ ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern =
                       family = character(0), p_family = numeric(0),
                       icao_type = character(0), p_type = numeric(0), p_joint = numeric(0),
                       answer = character(0), unsure = logical(0), model_version = character(0),
-                      path = character(0),
+                      answer_level = character(0), answer_text = character(0), p_aircraft = numeric(0),
+                      box = character(0), path = character(0),
                       stringsAsFactors = FALSE))
   }
   batches <- split(paths, ceiling(seq_along(paths) / batch_size))

@@ -5,7 +5,8 @@
 #
 # The RDS holds a list:
 #   files              the image paths, in order
-#   specs              named list of preprocessing specs (the model's, "model"; the R
+#   specs              named list of preprocessing specs (the model's, "model"; the model's
+#                      with scaled JPEG decoding, jpeg_draft 2, "model_draft"; the R
 #                      original's 150x150 nearest /255, "r_original")
 #   pixels[[spec]][[m]]   (n, H, W, 3) uint8 values after decode + resize, m in shared, keras,
 #                      pure, textbook (NA-filled where that path cannot decode an image)
@@ -51,6 +52,7 @@ if (is.null(model_dir) || is.null(out) || !length(files)) {
 
 cascade <- ps_load_cascade(model_dir)
 specs <- list(model = cascade$spec,
+              model_draft = modifyList(cascade$spec, list(jpeg_draft = 2L)),
               r_original = list(height = 150L, width = 150L, resize = "nearest", scale = 1 / 255, offset = 0))
 n <- length(files)
 methods <- c("shared", "keras", "pure", "textbook")

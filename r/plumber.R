@@ -12,13 +12,17 @@
 #
 # It loads our exported .keras models through reticulate (r/cascade.R) and preprocesses with
 # the project's one preprocessing through reticulate (r/preprocess.R "shared"), so its answers
-# are the Python server's. Bodies are written by r/json.R (Python's json.dumps bytes) so
-# they can be compared byte for byte; see r/README.md for the differences that remain.
+# are the Python server's. A version with a localizer answers as ours does: the localizer on
+# the request's whole images (one batch), each crop box, the classifier on the crops (one batch);
+# answer level "none" (not an aircraft) and "manufacturer" for Other, answer text, aircraft
+# gate and box in every /predict body; GET /names answers ["Other"] / ["none"] for those.
+# Bodies are written by r/json.R (Python's json.dumps bytes) so they can be compared byte for
+# byte; see r/README.md for the differences that remain.
 #
 # Environment: PLANESPOTTER_MODEL_DIR (default models/latest), PLANESPOTTER_IMAGE_ROOT
 # (default "."), PLANESPOTTER_DEFAULT_IMAGE, PLANESPOTTER_THRESHOLD (0.6),
 # PLANESPOTTER_TOP_K (3), PLANESPOTTER_MAX_IMAGES_PER_REQUEST (64),
-# PLANESPOTTER_MAX_CONTENT_LENGTH (16 MiB),
+# PLANESPOTTER_MAX_CONTENT_LENGTH (32 MiB, as api/config.py),
 # PLANESPOTTER_R_PREPROCESS (shared | keras | pure; default shared), RETICULATE_PYTHON.
 # Started by r/serve.R (make r-serve PORT=...).
 
@@ -38,15 +42,25 @@ CONFIG <- list(
   default_image = .env_or("PLANESPOTTER_DEFAULT_IMAGE", ""),
   top_k = as.integer(.env_or("PLANESPOTTER_TOP_K", "3")),
   max_images = as.integer(.env_or("PLANESPOTTER_MAX_IMAGES_PER_REQUEST", "64")),
-  max_content_length = as.numeric(.env_or("PLANESPOTTER_MAX_CONTENT_LENGTH", as.character(16 * 1024 * 1024))),
+  max_content_length = as.numeric(.env_or("PLANESPOTTER_MAX_CONTENT_LENGTH", as.character(32 * 1024 * 1024))),
   preprocess = .env_or("PLANESPOTTER_R_PREPROCESS", "shared")
 )
 stopifnot(CONFIG$preprocess %in% PS_PREPROCESS_METHODS)
 
 CASCADE <- ps_load_cascade(CONFIG$model_dir)
 MODEL_PATH <- normalizePath(CONFIG$model_dir, mustWork = TRUE)  # the version folder just loaded
+if (!is.null(CASCADE$localizer) && CONFIG$preprocess != "shared") {
+  stop("PLANESPOTTER_R_PREPROCESS=", CONFIG$preprocess, " serves versions without a localizer only; ",
+       "model version ", CASCADE$version, " has one (localizer.keras): use shared")
+}
 # Warm up at the batch size of one request, as the Python engine does before /readyz.
 invisible(ps_predict(CASCADE, array(0, c(1L, CASCADE$spec$height, CASCADE$spec$width, 3L))))
+if (!is.null(CASCADE$localizer)) {
+  invisible(CASCADE$localizer$predict_on_batch(
+    reticulate::import("numpy", convert = FALSE)$zeros(reticulate::tuple(1L, CASCADE$localizer_size,
+                                                                         CASCADE$localizer_size, 3L),
+                                                       dtype = "float32")))
+}
 
 RAW_IMAGE_TYPES <- c("image/jpeg", "image/png", "image/webp")
 
@@ -133,7 +147,9 @@ read_file_raw <- function(path) readBin(path, "raw", file.info(path)$size)
 # (name, bytes) pairs of every image in a POST body.
 images_from_request <- function(req) {
   if (length(req$bodyRaw) > CONFIG$max_content_length) {  # Flask's MAX_CONTENT_LENGTH answer
-    api_error(413L, "request_entity_too_large", "The data value transmitted exceeds the capacity limit.")
+    api_error(413L, "request_entity_too_large",  # api/errors.py body_too_large_message
+              sprintf("the request body is larger than the limit of %.0f bytes (PLANESPOTTER_MAX_CONTENT_LENGTH)",
+                      CONFIG$max_content_length))
   }
   ctype <- tolower(trimws(sub(";.*$", "", req$HTTP_CONTENT_TYPE %||% "")))
   if (ctype == "multipart/form-data") {
@@ -207,6 +223,21 @@ decode_all <- function(images) {
   x
 }
 
+# The localizer path (a version with localizer.keras, shared preprocessing): every image
+# decoded once for both phases (ps_decode_for_crop: a large JPEG at the spec's DCT scale),
+# API errors as in decode_all.
+decode_images <- function(images) {
+  lapply(images, function(im) {
+    tryCatch(ps_decode_for_crop(CASCADE, im$data), ps_decode_error = function(e) {
+      api_error(if (e$code == "too_large") 413L else 400L, paste0(e$code, "_image"),
+                paste0(im$name, ": ", conditionMessage(e)))
+    })
+  })
+}
+
+# Keys of a single image's prediction repeated at the top level (api.inference.TOP_LEVEL_KEYS).
+TOP_LEVEL_KEYS <- c("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure")
+
 classify <- function(images, top_k) {
   if (!length(images)) api_error(400L, "no_images", "the request holds no image")
   if (length(images) > CONFIG$max_images) {
@@ -214,18 +245,26 @@ classify <- function(images, top_k) {
                                                length(images)))
   }
   t0 <- Sys.time()
-  x <- decode_all(images)
-  t1 <- Sys.time()
-  results <- ps_predict(CASCADE, x, top_k = top_k)
+  if (is.null(CASCADE$localizer)) {
+    x <- decode_all(images)
+    t1 <- Sys.time()
+    results <- ps_predict(CASCADE, x, top_k = top_k)
+  } else {  # api.inference._run_two_phase: localizer batch, boxes, crops, classifier batch
+    np <- reticulate::import("numpy", convert = FALSE)
+    decoded <- decode_images(images)
+    sizes <- lapply(decoded, function(d) d$size)
+    loc <- ps_locate(CASCADE, np$stack(lapply(decoded, function(d) ps_localizer_input(CASCADE, d$img, d$scale))),
+                     sizes)
+    x <- np$stack(lapply(seq_along(decoded), function(i)
+      ps_preprocess_image(CASCADE, decoded[[i]]$img, loc$boxes[[i]], decoded[[i]]$scale)))
+    t1 <- Sys.time()
+    results <- ps_predict(CASCADE, x, top_k = top_k, boxes = loc$boxes, aircraft = loc$aircraft)
+  }
   t2 <- Sys.time()
   predictions <- lapply(seq_along(results), function(i) c(list(file = images[[i]]$name), results[[i]]))
   body <- list(model_version = CASCADE$version)
   if (length(predictions) == 1L) {
-    body$manufacturer <- predictions[[1]]$manufacturer
-    body$family <- predictions[[1]]$family
-    body$type <- predictions[[1]]$type
-    body$answer <- predictions[[1]]$answer
-    body$unsure <- predictions[[1]]$unsure
+    body <- c(body, predictions[[1]][TOP_LEVEL_KEYS])  # `[` keeps NULL values (box)
   }
   body$predictions <- predictions
   ms <- function(a, b) round(as.numeric(difftime(b, a, units = "secs")) * 1000, 2)
@@ -312,7 +351,7 @@ function(req, res) {
       list(name = "reference.png", data = reference_image())
     }
     body <- classify(list(image), 1L)
-    body$manufacturer$label
+    if (body$answer$level == "none") "none" else body$manufacturer$label  # "Other" stays "Other"
   }, ps_api_error = function(e) send_error(res, e$status, e$code, conditionMessage(e)))
   out
 }

@@ -19,7 +19,10 @@
 # Shapes: one image -> double array (height, width, 3), values as float32 numbers (exact);
 # ps_preprocess_batch -> (n, height, width, 3).
 #
-# The spec is a list(height, width, resize, scale, offset) as in preprocessing.json.
+# The spec is a list(height, width, resize, scale, offset[, jpeg_draft]) as in preprocessing.json.
+# jpeg_draft (scaled JPEG decoding, model/preprocessing.py) is honoured by "shared" only: "keras"
+# and "pure" always decode at full size, so on a JPEG that the spec drafts (at least
+# 2 x jpeg_draft x the input on each side) their tensors differ from "shared" (r/README.md).
 
 suppressPackageStartupMessages({
   library(jpeg)
@@ -288,12 +291,14 @@ ps_scale_f32 <- function(pixels, spec) {
   .ps_py
 }
 
-#' The Python PreprocessingSpec object for an R spec list.
+#' The Python PreprocessingSpec object for an R spec list (jpeg_draft: 0 when absent, as for
+#' versions saved before the field existed).
 ps_py_spec <- function(spec) {
   m <- .py_modules()
   m$pp$PreprocessingSpec(height = as.integer(spec$height), width = as.integer(spec$width),
                          resize = spec$resize, channel_order = "RGB",
-                         scale = as.double(spec$scale), offset = as.double(spec$offset))
+                         scale = as.double(spec$scale), offset = as.double(spec$offset),
+                         jpeg_draft = as.integer(if (is.null(spec$jpeg_draft)) 0L else spec$jpeg_draft))
 }
 
 # A raw vector becomes Python bytes; a path stays a path.
@@ -308,6 +313,30 @@ ps_preprocess_shared_np <- function(source, spec, py_spec = NULL) {
   m <- .py_modules()
   if (is.null(py_spec)) py_spec <- ps_py_spec(spec)
   tryCatch(m$pp$to_array(.py_source(source), py_spec), error = function(e) {
+    err <- reticulate::py_last_error()
+    ex <- attr(err, "exception")
+    if (!is.null(err) && identical(err$type, "ImageDecodeError") && !is.null(ex)) {
+      code <- reticulate::py_get_attr(ex, "code")
+      if (inherits(code, "python.builtin.object")) code <- reticulate::py_to_r(code)
+      stop(structure(class = c("ps_decode_error", "error", "condition"),
+                     list(message = err$value, call = NULL, code = code)))
+    }
+    stop(e)
+  })
+}
+
+#' Decode an encoded image (raw vector) or a path with the shared decoder for the localizer path
+#' of r/cascade.R: with `spec` (a Python PreprocessingSpec) model.localize.decode through
+#' reticulate (RGB, EXIF orientation applied, a large JPEG read at the spec's DCT scale), which
+#' returns the Python tuple (PIL image, dct_scale, (full width, full height)); without `spec`
+#' model.preprocessing.decode_image at full size, the PIL image (convert = FALSE). Python's
+#' ImageDecodeError becomes an R condition of class "ps_decode_error" with its code, as in
+#' ps_preprocess_shared_np.
+ps_decode_shared <- function(source, spec = NULL) {
+  m <- .py_modules()
+  tryCatch(if (is.null(spec)) m$pp$decode_image(.py_source(source))
+           else reticulate::import("model.localize", convert = FALSE)$decode(.py_source(source), spec),
+           error = function(e) {
     err <- reticulate::py_last_error()
     ex <- attr(err, "exception")
     if (!is.null(err) && identical(err$type, "ImageDecodeError") && !is.null(ex)) {

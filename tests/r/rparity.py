@@ -101,3 +101,14 @@ def rget(rlist, *path):
     for name in path:
         obj = obj.rx2(name)
     return obj
+
+
+def run_testthat(r, url: str, images: Path = SMOKE_DIR) -> list[dict]:
+    """The R client's testthat suite (r/tests/testthat) through rpy2's R ``r`` against the server
+    at ``url``, with ``images`` as its test photos; one dict per test (test, nb, failed,
+    skipped, error)."""
+    r.r["Sys.setenv"](PLANESPOTTER_URL=url, PLANESPOTTER_TEST_IMAGES=str(images))
+    res = r.r(f"""as.data.frame(testthat::test_dir("{R_DIR / 'tests' / 'testthat'}", reporter = "silent",
+                                                  stop_on_failure = FALSE, stop_on_warning = FALSE))""")
+    cols = {c: list(res.rx2(c)) for c in ("test", "nb", "failed", "skipped", "error")}
+    return [{c: cols[c][i] for c in cols} for i in range(len(cols["test"]))]

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rparity import R_DIR, SMOKE_DIR
-
-
-def run_testthat(r, url: str) -> list[dict]:
-    r.r["Sys.setenv"](PLANESPOTTER_URL=url, PLANESPOTTER_TEST_IMAGES=str(SMOKE_DIR))
-    res = r.r(f"""as.data.frame(testthat::test_dir("{R_DIR / 'tests' / 'testthat'}", reporter = "silent",
-                                                  stop_on_failure = FALSE, stop_on_warning = FALSE))""")
-    cols = {c: list(res.rx2(c)) for c in ("test", "nb", "failed", "skipped", "error")}
-    return [{c: cols[c][i] for c in cols} for i in range(len(cols["test"]))]
+from rparity import run_testthat
 
 
 @pytest.mark.parametrize("which", ["python", "r"])

@@ -84,7 +84,7 @@ CASES = {
     "post_bad_top_k": ("POST", "/predict?top_k=0", {"data": JPG, "headers": {"Content-Type": "image/jpeg"}}),
     "post_too_many_images": ("POST", "/predict", {"files": [("image", (f"{i}.jpg", _tiny_jpeg(), "image/jpeg"))
                                                            for i in range(65)]}),
-    "post_too_large": ("POST", "/predict", {"data": b"\0" * (16 * 1024 * 1024 + 1),
+    "post_too_large": ("POST", "/predict", {"data": b"\0" * (32 * 1024 * 1024 + 1),
                                              "headers": {"Content-Type": "image/jpeg"}}),
 }
 

@@ -16,15 +16,23 @@ test_that("metadata is a one-row data frame describing the served model", {
   expect_true(all(is.na(labels$icao_type) | nchar(labels$icao_type) == 4L))  # ICAO designators or NA
 })
 
-test_that("classifying one file gives one row with probabilities and known labels", {
-  photo <- sort(list.files(test_images(), pattern = PS_IMAGE_PATTERN, full.names = TRUE))[1]
-  df <- ps_classify_file(server_url(), photo)
-  labels <- ps_labels(server_url())
-  expect_equal(nrow(df), 1L)
-  expect_equal(df$file, basename(photo))
+# The answer of one classified file (a one-row data frame), at whatever level the server reached.
+check_one_answer <- function(df, labels) {
+  expect_true(df$answer_level %in% c("type", "family", "manufacturer", "none"))
+  if (df$answer_level == "none") {  # the server's localizer finds no aircraft
+    expect_true(is.na(df$manufacturer) && is.na(df$family) && is.na(df$icao_type))
+    expect_equal(c(df$answer, df$answer_text), c("none", "not an aircraft"))
+    return(invisible())
+  }
   expect_true(df$manufacturer %in% labels$manufacturer)
+  if (df$answer_level == "manufacturer") {  # Other (another manufacturer), or no stage-2 model
+    expect_true(is.na(df$family) && is.na(df$icao_type))
+    expect_equal(df$answer, df$manufacturer)
+    return(invisible())
+  }
   expect_true(df$family %in% labels$family[labels$manufacturer == df$manufacturer])
   expect_true(all(c(df$p_manufacturer, df$p_family) >= 0 & c(df$p_manufacturer, df$p_family) <= 1))
+  expect_equal(df$answer_text, paste(df$manufacturer, df$answer))
   if (is.na(df$icao_type)) {  # not sure enough of a type: the answer stops at the family
     expect_equal(df$answer, paste(df$family, "family"))
     expect_true(is.na(df$p_type) && is.na(df$p_joint))
@@ -34,6 +42,15 @@ test_that("classifying one file gives one row with probabilities and known label
     expect_true(df$p_type >= 0 && df$p_type <= 1 && df$p_type <= df$p_family + 1e-12)
     expect_equal(df$p_joint, df$p_manufacturer * df$p_type, tolerance = 1e-12)
   }
+}
+
+test_that("classifying one file gives one row with probabilities and known labels", {
+  photo <- sort(list.files(test_images(), pattern = PS_IMAGE_PATTERN, full.names = TRUE))[1]
+  df <- ps_classify_file(server_url(), photo)
+  labels <- ps_labels(server_url())
+  expect_equal(nrow(df), 1L)
+  expect_equal(df$file, basename(photo))
+  check_one_answer(df, labels)
   expect_equal(df$model_version, ps_metadata(server_url())$model_version)
 })
 
@@ -50,13 +67,32 @@ test_that("a folder is classified in batches, one row per image in sorted order"
   expect_equal(df$p_manufacturer[2], one$p_manufacturer, tolerance = 1e-5)
 })
 
+test_that("every answer carries its level, words, aircraft gate and box", {
+  dir <- test_images()
+  df <- ps_classify_folder(server_url(), dir, batch_size = 4L)
+  expect_true(all(df$answer_level %in% c("type", "family", "manufacturer", "none")))
+  expect_true(all(nzchar(df$answer_text)))
+  none <- df$answer_level == "none"
+  expect_true(all(df$answer[none] == "none" & df$answer_text[none] == "not an aircraft" & is.na(df$manufacturer[none])))
+  other <- !is.na(df$manufacturer) & df$manufacturer == "Other"
+  expect_true(all(df$answer_level[other] == "manufacturer" & is.na(df$family[other])))
+  expect_true(all(df$answer_text[other] == "another manufacturer (not Airbus or Boeing)"))
+  expect_true(all(is.na(df$p_aircraft) | (df$p_aircraft >= 0 & df$p_aircraft <= 1)))
+  for (i in which(!is.na(df$box))) {
+    b <- as.integer(strsplit(df$box[i], " ", fixed = TRUE)[[1]])
+    expect_equal(length(b), 4L)
+    expect_true(b[1] >= 0L && b[1] < b[3] && b[2] >= 0L && b[2] < b[4])
+  }
+})
+
 test_that("an empty folder gives a zero-row data frame with the same columns", {
   empty <- tempfile("empty")
   dir.create(empty)
   on.exit(unlink(empty, recursive = TRUE))
   df <- ps_classify_folder(server_url(), empty)
   expect_equal(nrow(df), 0L)
-  expect_true(all(c("file", "manufacturer", "p_manufacturer", "path") %in% names(df)))
+  expect_true(all(c("file", "manufacturer", "p_manufacturer", "answer_level", "answer_text", "p_aircraft", "box",
+                    "path") %in% names(df)))
 })
 
 test_that("server errors arrive as ps_http_error with the server's code", {

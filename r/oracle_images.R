@@ -1,0 +1,58 @@
+# oracle_images.R: the whole R pipeline on image files — decode, localizer, crop box, crop,
+# cascade (ps_predict_images, r/cascade.R) — as JSON lines, for the parity suite to compare with
+# Python's json.dumps(Cascade.predict_images(...)) byte for byte (tests/r/test_features.py).
+#
+#   Rscript r/oracle_images.R --model-dir DIR --out FILE [--batch-size N] \
+#       [--aircraft-thresholds default,1.0] [--top-k K] IMAGE...
+#
+# FILE gets one line per (threshold, batch): "<threshold>\t<first image index, 0-based>\t<JSON>",
+# the JSON written by r/json.R as Python's json.dumps(..., separators=(",", ":")) would write it.
+# "default" keeps the version's own gate (labels.json / PLANESPOTTER_AIRCRAFT_THRESHOLD); a number
+# replaces cascade$aircraft_threshold (Python: Cascade.aircraft_threshold) for that pass.
+#
+# Its own R process, as r/oracle.R (reticulate must not run inside rpy2's embedded R).
+
+args <- commandArgs(trailingOnly = TRUE)
+file_arg <- grep("^--file=", commandArgs(FALSE), value = TRUE)
+r_dir <- dirname(normalizePath(sub("^--file=", "", file_arg[1])))
+if (!nzchar(Sys.getenv("RETICULATE_PYTHON"))) {
+  venv_python <- file.path(dirname(r_dir), ".venv", "bin", "python")
+  if (file.exists(venv_python)) Sys.setenv(RETICULATE_PYTHON = venv_python)
+}
+source(file.path(r_dir, "json.R"))
+source(file.path(r_dir, "preprocess.R"))
+source(file.path(r_dir, "cascade.R"))
+
+take <- function(name, default = NULL) {
+  i <- match(name, args)
+  if (is.na(i)) return(default)
+  v <- args[i + 1L]
+  args <<- args[-c(i, i + 1L)]
+  v
+}
+model_dir <- take("--model-dir")
+out <- take("--out")
+batch_size <- as.integer(take("--batch-size", "4"))
+top_k <- as.integer(take("--top-k", "3"))
+thresholds <- strsplit(take("--aircraft-thresholds", "default"), ",", fixed = TRUE)[[1]]
+files <- args
+if (is.null(model_dir) || is.null(out) || !length(files)) {
+  message("usage: Rscript r/oracle_images.R --model-dir DIR --out FILE [--batch-size N] ",
+          "[--aircraft-thresholds default,1.0] [--top-k K] IMAGE...")
+  quit(status = 2L)
+}
+
+cascade <- ps_load_cascade(model_dir)
+own <- cascade$aircraft_threshold
+starts <- seq(1L, length(files), by = batch_size)
+lines <- character(0)
+for (t in thresholds) {
+  cascade$aircraft_threshold <- if (t == "default") own else as.numeric(t)
+  for (s in starts) {
+    b <- files[s:min(s + batch_size - 1L, length(files))]
+    lines <- c(lines, paste(t, s - 1L, py_json(ps_predict_images(cascade, as.list(b), top_k = top_k)), sep = "\t"))
+  }
+}
+tmp <- paste0(out, ".tmp")
+writeLines(lines, tmp, useBytes = TRUE)
+invisible(file.rename(tmp, out))
