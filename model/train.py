@@ -362,6 +362,7 @@ internal measurements. FlightGear renders derive from GPL-2.0-or-later models an
 Calibration (validation ECE before → after): {json.dumps({k: [round(v["val_ece_before"], 4), round(v["val_ece_after"], 4)] for k, v in metrics.get("calibration", {}).items()})}
 
 {scope}
+{loso_section(cfg)}
 ## Intended use and limits
 Classifying photos of Airbus and Boeing airliners by manufacturer, family and ICAO type. The real
 photos it learnt from are few for Airbus and skewed to the 737 and 747 (see the counts above), so
@@ -380,6 +381,20 @@ Known to go wrong (README, "What the model gets wrong"):
 - other makers' aircraft unlike the `Other` photos it learnt from (FGVC-Aircraft style only) may
   still get an Airbus or Boeing answer.
 """
+
+
+def loso_section(cfg: TrainConfig) -> str:
+    """The model card's leave-one-source-out section: ``<reports_dir>/sources.md`` (written by
+    ``make eval-sources``, :func:`model.sources.markdown_table`) when it exists, else a pointer to
+    the command. Those figures come from folds trained with each photo origin held out, not from
+    this version itself."""
+    md = Path(cfg.reports_dir) / "sources.md"
+    head = ("## Photos from sources it never saw (leave-one-source-out)\n"
+            "Each row trains the recipe once per photo origin with that origin held out, and scores "
+            "the held-out photos (`make eval-sources`; the folds are not this version).\n\n")
+    if md.is_file():
+        return head + md.read_text().strip() + "\n"
+    return head + "No `make eval-sources` report next to this training (README has the last measured table).\n"
 
 
 def _f(v) -> str:
@@ -614,8 +629,10 @@ def prepare(cfg: TrainConfig) -> Prepared:
     aircraft, boxes, localizer_model = None, df["crop_box"].tolist(), None
     if cfg.localizer and cfg.backbone in features.FEATURE_BACKBONES and cfg.backbone.startswith("lite"):
         t = time.time()
-        localizer_model = loc.build_localizer(224, None if cfg.weights in (None, "imagenet") else cfg.weights)
-        aircraft, cams = loc.dataset_locate(df, 224, cfg.weights, localizer=localizer_model, spec=spec)
+        # The localizer is always Lite0: a weights file given for another backbone is not its own.
+        loc_weights = None if cfg.weights in (None, "imagenet") or cfg.backbone != "lite0" else cfg.weights
+        localizer_model = loc.build_localizer(224, loc_weights)
+        aircraft, cams = loc.dataset_locate(df, 224, loc_weights, localizer=localizer_model, spec=spec)
         _log(f"localizer over {len(df)} images in {time.time() - t:.1f}s")
         if cfg.crop:
             rule = loc.CropRule(**(cfg.crop_rule or {}))

@@ -267,8 +267,9 @@ def test_train_lite2_fine_tune_and_load_without_model_package(weights_files, tmp
     version = train(cfg)
     metrics = json.loads((version / "metrics.json").read_text())
     assert metrics["config"]["backbone"] == "lite2" and metrics["real"]["n_test"] == 8  # source "test": photos
+    # the localizer is Lite0 whatever the classifier's backbone (its own ImageNet head, not lite2's file)
     assert {p.name for p in version.glob("*.keras")} == {"manufacturer.keras", "type_Airbus.keras",
-                                                        "type_Boeing.keras"}
+                                                        "type_Boeing.keras", "localizer.keras"}
     # R (reticulate) loads the .keras files with plain Keras in a process that never imports model/
     x = (_images(3, seed=2) * 255).round() / 255
     np.save(tmp_path / "x.npy", x)

@@ -42,3 +42,15 @@ def test_markdown_table_has_a_row_per_run_and_the_mean():
     lines = table.strip().splitlines()
     assert len(lines) == 3 and "davidnh8" in lines[0] and "fgvc" in lines[0]
     assert lines[2].startswith("| a | 0.700 / 0.500 / –") and "**0.700**" in lines[2]
+
+
+def test_the_model_card_carries_the_leave_one_source_out_table_when_there_is_one(tmp_path):
+    from model.train import TrainConfig, loso_section
+
+    cfg = TrainConfig(reports_dir=str(tmp_path))
+    assert "make eval-sources" in loso_section(cfg) and "|" not in loso_section(cfg)
+    fold = {"manufacturer_balanced": 0.61, "family": 0.4, "type_top1": 0.2}
+    (tmp_path / "sources.md").write_text(markdown_table({"runs": [{"label": "views", "folds": {"fgvc": fold},
+                                                                   "mean": fold}]}))
+    section = loso_section(cfg)
+    assert "| views | 0.610 / 0.400 / 0.200 | **0.610** |" in section
