@@ -12,8 +12,9 @@ Payloads: the real photos of ``../shared/data/smoke-airliners`` re-encoded once 
 11 / 24 MP), sent as raw ``image/jpeg`` bodies to ``POST /predict``, cycling through the photos;
 the server decodes and resizes every request. Python rows carry ``payload_width``.
 
-``limit`` rows, one per payload width: the same model in this process, ``Cascade.predict``
-(stage-1 and stage-2 ``predict_on_batch`` plus routing) on already preprocessed batches of the
+``limit`` rows, one per payload width: the same model in this process,
+:func:`model.bench.model_forward` (the localizer when the version has one, then stage-1 and
+stage-2 ``predict_on_batch`` plus routing) on already preprocessed batches of the
 server's ``MAX_BATCH_SIZE`` — the forward-pass ceiling of this machine. ``rps`` is images per
 second, p50/p99 are per batch call, ``concurrency`` holds the batch size. ``rps_with_decode`` is
 the decode + forward limit with each photo's decode (``decode_ms_per_image``, one thread) spread
@@ -140,7 +141,7 @@ def limit_rows(model_dir, batch_size: int, payloads: dict[int, list[bytes]], n_i
         n_images: images the forward pass runs over.
     """
     from model import preprocessing as pp
-    from model.bench import decode_limit, decode_ms
+    from model.bench import decode_limit, decode_ms, model_forward
     from model.cascade import Cascade
     from model.score import decode_workers
 
@@ -151,13 +152,13 @@ def limit_rows(model_dir, batch_size: int, payloads: dict[int, list[bytes]], n_i
     first = next(iter(payloads.values()))
     x = np.stack([pp.to_array(first[i % len(first)], cascade.spec) for i in range(batch_size)])
     for _ in range(3):
-        cascade.predict(x)
+        model_forward(cascade, x)
     calls = max(3, n_images // batch_size)
     times = []
     t0 = time.perf_counter()
     for _ in range(calls):
         t = time.perf_counter()
-        cascade.predict(x)
+        model_forward(cascade, x)
         times.append(time.perf_counter() - t)
     wall = time.perf_counter() - t0
     forward = calls * batch_size / wall

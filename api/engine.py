@@ -12,14 +12,16 @@ classification request is in the worker and has not submitted its images yet
 (:meth:`Engine.expect`; it is reading or decoding them): a lone request is never delayed by the
 wait, and under load the batch fills with the requests already in the worker.
 
-Two kinds of work (:data:`LOCATE`, :data:`CLASSIFY`): a version with a localizer answers in two
-phases, each batched across requests — the localizer on the whole images (:meth:`Engine.submit_locate`),
+Two kinds of work (:data:`LOCATE`, :data:`CLASSIFY`): a version with a localizer that crops to
+its box (``PreprocessingSpec.crop``) answers in two phases, each batched across requests — the localizer on the whole images (:meth:`Engine.submit_locate`),
 then the classifier on the crops (:meth:`Engine.submit`); the request threads do every per-image
 CPU step in between (decode, localizer input, box, crop and resize: :func:`api.inference.run`), so
 the batcher thread only runs forward passes. A batch holds one kind; items of the other kind that
 arrive while a batch is being collected are held back and start the next batch. Expectations are
 per kind (``expect(kind)``): while collecting a batch the batcher waits only for requests about to
-submit work of that kind. Without a localizer every request is one :data:`CLASSIFY` phase.
+submit work of that kind. Without a localizer every request is one :data:`CLASSIFY` phase; with a
+localizer that only gates (no crop, the default), too: each item carries the localizer's input
+beside the classifier's, and the batcher runs both models on the batch.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ KINDS = (LOCATE, CLASSIFY)
 class _Item:
     """One image queued for the batcher: ``kind``, its input row, and what the answer needs."""
 
-    __slots__ = ("kind", "row", "top_k", "future", "box", "aircraft")
+    __slots__ = ("kind", "row", "top_k", "future", "box", "aircraft", "loc")
 
-    def __init__(self, kind, row, future, top_k=3, box=None, aircraft=None):
+    def __init__(self, kind, row, future, top_k=3, box=None, aircraft=None, loc=None):
         self.kind, self.row, self.future = kind, row, future
-        self.top_k, self.box, self.aircraft = top_k, box, aircraft
+        self.top_k, self.box, self.aircraft, self.loc = top_k, box, aircraft, loc
 
 
 class NotReady(RuntimeError):
@@ -133,8 +135,16 @@ class Engine:
 
     @property
     def has_localizer(self) -> bool:
-        """The loaded version has a localizer: requests answer in two phases (False while loading)."""
+        """The loaded version has a localizer (False while loading)."""
         return self.ready and self.cascade.localizer is not None
+
+    @property
+    def two_phase(self) -> bool:
+        """Requests answer in two phases: the version has a localizer *and* crops to its box, so
+        the classifier's input waits for the localizer's map. A localizer without a crop rule
+        (the default) only gates: its input and the classifier's are ready together and go in
+        one :data:`CLASSIFY` item (:meth:`submit` with ``x_loc``). False while loading."""
+        return self.has_localizer and self.cascade.crop_rule is not None
 
     def expect(self, kind: str = CLASSIFY) -> None:
         """Announce a request that will submit images of ``kind`` (:data:`LOCATE` through
@@ -149,7 +159,7 @@ class Engine:
             self._pending[kind] = max(0, self._pending[kind] - 1)
 
     def submit(self, x: np.ndarray, top_k: int = 3, boxes: list | None = None,
-               aircraft: list | None = None) -> list[Future]:
+               aircraft: list | None = None, x_loc: np.ndarray | None = None) -> list[Future]:
         """Queue preprocessed images for the classifier (:data:`CLASSIFY`).
 
         Args:
@@ -158,7 +168,10 @@ class Engine:
                 (``[left, top, right, bottom]`` in the uploaded image's pixels) or ``None``;
                 aircraft: per image the localizer's aircraft probability (float in [0, 1]) or
                 ``None``; both default to all ``None`` (a version without localizer). See
-                :meth:`model.cascade.Cascade.predict`.
+                :meth:`model.cascade.Cascade.predict`. x_loc: float32 ``(n, S, S, 3)``, the
+                localizer's inputs of the same images (a version whose localizer only gates):
+                the batcher runs the localizer on them right before the classifier, in the same
+                batch, and ``aircraft`` comes from it.
         Returns:
             One future per image, resolving to its result dict (see
             :meth:`model.cascade.Cascade.predict`) or to the forward pass's exception.
@@ -170,7 +183,8 @@ class Engine:
         for i, row in enumerate(x):
             f: Future = Future()
             self._queue.put(_Item(CLASSIFY, row, f, top_k, None if boxes is None else boxes[i],
-                                  None if aircraft is None else aircraft[i]))
+                                  None if aircraft is None else aircraft[i],
+                                  None if x_loc is None else x_loc[i]))
             futures.append(f)
         return futures
 
@@ -248,6 +262,15 @@ class Engine:
             for it, a, cam in zip(items, aircraft, cams):
                 it.future.set_result((float(a), cam))
             return
+        gated = [it for it in items if it.loc is not None]
+        if gated:  # the localizer's gate, on the same batch, right before the classifier
+            if self.cascade.localizer is None:
+                raise RuntimeError(f"model version {self.cascade.version} has no localizer")
+            from model.localize import run
+
+            aircraft, _ = run(self.cascade.localizer, np.stack([it.loc for it in gated]))
+            for it, a in zip(gated, aircraft):
+                it.aircraft = float(a)
         air = [it.aircraft for it in items]
         results = self.cascade.predict(x, top_k=max(it.top_k for it in items), boxes=[it.box for it in items],
                                        aircraft=None if any(a is None for a in air) else np.asarray(air, np.float64))

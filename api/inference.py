@@ -2,9 +2,11 @@
 encoded images with the project's one preprocessing, classify them through the worker's
 micro-batching :class:`~api.engine.Engine`, and report timing.
 
-A version with a localizer (``localizer.keras``) answers in two batched phases: the localizer
-on the whole images (aircraft probability and activation map), then, after the request thread
-has derived each box and cut and resized the crop, the cascade on the crops. Every per-image CPU
+A version with a localizer (``localizer.keras``) that crops to the aircraft answers in two
+batched phases: the localizer on the whole images (aircraft probability and activation map),
+then, after the request thread has derived each box and cut and resized the crop, the cascade on
+the crops. A localizer that only gates (no crop rule, the default) needs no map before the
+classifier: both inputs are made at once and go in one batch (:func:`_run_gated`). Every per-image CPU
 step stays in the request thread; the engine's batcher thread only runs forward passes.
 """
 
@@ -41,7 +43,7 @@ def install(app: Flask) -> None:
     def _expect():
         if request.endpoint in CLASSIFY_ENDPOINTS:
             eng = app.extensions["engine"]
-            expect(eng, LOCATE if eng.has_localizer else CLASSIFY)
+            expect(eng, LOCATE if eng.two_phase else CLASSIFY)
 
     @app.teardown_request
     def _release(exc):
@@ -168,8 +170,10 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     if len(images) > limit:
         raise APIError(413, "too_many_images", f"at most {limit} images per request, got {len(images)}")
     eng = engine()
-    if eng.cascade.localizer is not None:
+    if eng.two_phase:
         return _run_two_phase(images, top_k, eng)
+    if eng.cascade.localizer is not None:
+        return _run_gated(images, top_k, eng)
     t0 = time.perf_counter()
     try:
         x = decode_all(images, eng.spec)
@@ -184,6 +188,31 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     t2 = time.perf_counter()
     predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
     return Result(eng.cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
+
+
+def _run_gated(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:
+    """:func:`run` for a version whose localizer only gates (no crop rule, the default): decode
+    once, make the localizer's and the classifier's inputs here, and submit both in one
+    :data:`~api.engine.CLASSIFY` item per image (the batcher runs the localizer, then the cascade,
+    on the same batch): one wait per request, as without a localizer."""
+    cascade = eng.cascade
+    t0 = time.perf_counter()
+    try:
+        decoded = decode_images(images, cascade)
+        x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
+        x = np.stack([cascade.preprocess(im, None, s) for im, s, _ in decoded])
+        del decoded
+        t1 = time.perf_counter()
+        futures = eng.submit(x, top_k=top_k, x_loc=x_loc)
+        release_expectation()
+        results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
+    except NotReady as e:
+        raise APIError(503, "not_ready", str(e)) from None
+    except TimeoutError:
+        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
+    t2 = time.perf_counter()
+    predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
+    return Result(cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
 
 
 def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:

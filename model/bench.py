@@ -4,8 +4,9 @@ Figures in one run, same model, same batch size:
 
 - ``images_per_s``: :func:`model.score.score_folder` end to end (pool decode, batched
   inference, CSV appends) over ``--images`` (the renders by default);
-- ``limit_images_per_s``: the cascade's forward pass alone on pre-decoded tensors
-  (``Cascade.predict`` on float32 batches) — the most this machine can do;
+- ``limit_images_per_s``: the version's forward passes alone on pre-decoded tensors
+  (:func:`model_forward`: the localizer when there is one, then ``Cascade.predict``, on float32
+  batches) — the most this machine can do;
 - ``naive_images_per_s``: a loop of per-image ``model.predict`` calls (decode, stage 1, stage 2);
 - with ``--payload-width 800,4000,6000``, a ``payloads`` row per width: ``make score`` over a
   folder of the smoke photos re-encoded at that width (:func:`camera_payloads`: at most 800 px
@@ -107,15 +108,37 @@ def decode_limit(forward_per_s: float, decode_ms_per_image: float, cores: int) -
     return 1.0 / (1.0 / forward_per_s + decode_ms_per_image / 1000.0 / max(1, cores))
 
 
+def model_forward(cascade: Cascade, x: np.ndarray, top_k: int = 1) -> list[dict]:
+    """Every forward pass one batch of images costs the version: the localizer on the whole
+    images when the version has one (``localizer.keras``: the "not an aircraft" gate and the box),
+    then :meth:`Cascade.predict` (stage 1, stage 2, TTA when the version asks) on ``x``.
+
+    For timing only: the localizer is fed the top-left ``S x S`` corner of ``x`` (float32
+    ``(n, H, W, 3)`` in [0, 1]; ``S`` the localizer's input size, zero-padded where ``x`` is
+    smaller), which costs what a whole image resized to ``S`` costs, without the resize. Returns
+    the cascade's predictions.
+    """
+    if cascade.localizer is not None:
+        from .localize import run as locate
+
+        size = cascade.localizer_size
+        h, w = min(size, x.shape[1]), min(size, x.shape[2])
+        x_loc = np.zeros((len(x), size, size, 3), np.float32)
+        x_loc[:, :h, :w] = x[:, :h, :w]
+        locate(cascade.localizer, x_loc)
+    return cascade.predict(x, top_k=top_k)
+
+
 def forward_limit(cascade: Cascade, x: np.ndarray, batch_size: int, min_images: int = 96) -> float:
-    """Images/s of ``Cascade.predict`` alone on float32 batches of ``batch_size`` cycled from ``x``
-    (at least ``min_images`` images, after one warm-up call)."""
+    """Images/s of the version's forward passes alone (:func:`model_forward`: localizer and
+    cascade) on float32 batches of ``batch_size`` cycled from ``x`` (at least ``min_images``
+    images, after one warm-up call)."""
     batch = np.stack([x[i % len(x)] for i in range(batch_size)])
-    cascade.predict(batch, top_k=1)
+    model_forward(cascade, batch)
     calls = max(2, -(-min_images // batch_size))
     t = time.perf_counter()
     for _ in range(calls):
-        cascade.predict(batch, top_k=1)
+        model_forward(cascade, batch)
     return calls * batch_size / (time.perf_counter() - t)
 
 
@@ -243,7 +266,7 @@ def _run_folder(cascade: Cascade, images: str, n_images: int, batch_size: int, n
     x = pp.scale(pixels, cascade.spec)
     t = time.perf_counter()
     for s in range(0, len(x), batch_size):
-        cascade.predict(x[s:s + batch_size], top_k=1)
+        model_forward(cascade, x[s:s + batch_size])
     limit_s = time.perf_counter() - t
     naive = files[:naive_images]
     t = time.perf_counter()

@@ -83,7 +83,7 @@ def decode_workers() -> int:
 
 
 def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, batch_size: int,
-                    workers: int | None = None, prefetch: int = 2):
+                    workers: int | None = None, prefetch: int = 2, gate: Cascade | None = None):
     """Yield ``(names, pixels, errors)`` batches of ``files`` (paths relative to ``root``), in order.
 
     A pool of ``workers`` threads (default :func:`decode_workers`, the cores) decodes with the
@@ -92,10 +92,14 @@ def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, ba
     the one being yielded: while the caller runs the forward pass of one batch, the next ones are
     decoded.
 
+    With ``gate`` (a version whose localizer only gates: no crop rule), each image is decoded
+    once (:meth:`Cascade.decode`) and the pool also makes the localizer's input
+    (:meth:`Cascade.localizer_input`), yielded as a fourth item.
+
     Yields:
         ``names`` (list of str, ``batch_size`` or fewer), ``pixels`` uint8 ``(b, H, W, 3)`` (zeros
         for an unreadable file) and ``errors`` (list of str: ``""``, or why the file could not be
-        decoded).
+        decoded); with ``gate``, also ``x_loc`` float32 ``(b, S, S, 3)`` (zeros where unreadable).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +109,17 @@ def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, ba
             return pp.to_uint8(root / rel, spec), ""
         except (pp.ImageDecodeError, OSError) as e:
             return np.zeros(spec.input_shape, np.uint8), str(e)
+
+    def decode_gated(rel: str):
+        try:
+            img, s, _ = gate.decode(root / rel)
+            return pp.to_uint8(img, spec, None, dct_scale=s), "", gate.localizer_input(img, s)
+        except (pp.ImageDecodeError, OSError, ValueError) as e:
+            size = gate.localizer_size
+            return np.zeros(spec.input_shape, np.uint8), str(e), np.zeros((size, size, 3), np.float32)
+
+    if gate is not None:
+        decode = decode_gated  # noqa: F811 - one decode per image, both inputs
 
     starts = iter(range(0, len(files), batch_size))
     pool = ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="score-decode")
@@ -123,7 +138,10 @@ def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, ba
             names, futures = queued.popleft()
             queue_next()
             done = [f.result() for f in futures]
-            yield names, np.stack([d[0] for d in done]), [d[1] for d in done]
+            if gate is not None:
+                yield names, np.stack([d[0] for d in done]), [d[1] for d in done], np.stack([d[2] for d in done])
+            else:
+                yield names, np.stack([d[0] for d in done]), [d[1] for d in done]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -150,9 +168,12 @@ def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.Path
             fh.flush()
         bar = tqdm(total=len(todo), unit="img", desc="score", disable=not progress)
         if todo:
-            for names, pixels, errors in decoded_batches(root, todo, cascade.spec, batch_size):
+            gate = cascade if cascade.localizer is not None and cascade.crop_rule is None else None
+            for names, pixels, errors, *x_loc in decoded_batches(root, todo, cascade.spec, batch_size, gate=gate):
                 ok = [i for i, e in enumerate(errors) if not e]
-                if cascade.localizer is not None:  # whole image -> localizer -> crop (Cascade.predict_images)
+                if gate is not None:  # the gate's and the classifier's inputs, both from the pool
+                    preds = _predict_gated(cascade, pixels[ok], x_loc[0][ok]) if ok else []
+                elif cascade.localizer is not None:  # whole image -> localizer -> crop (Cascade.predict_images)
                     preds = _predict_located(cascade, root, [names[i] for i in ok], errors, ok)
                 else:
                     preds = cascade.predict(pp.scale(pixels[ok], cascade.spec), top_k=1) if ok else []
@@ -170,6 +191,17 @@ def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.Path
                 bar.update(len(names))
         bar.close()
     return {"scored": len(todo), "skipped": len(files) - len(todo), "errors": n_err, "out": str(out)}
+
+
+def _predict_gated(cascade: Cascade, pixels: np.ndarray, x_loc: np.ndarray) -> list:
+    """Predictions of a version whose localizer only gates: the localizer on ``x_loc`` (float32
+    ``(n, S, S, 3)``), then the cascade on ``pixels`` (uint8 ``(n, H, W, 3)``, whole images) with
+    its aircraft probabilities: what :meth:`Cascade.predict_images` answers, without decoding again."""
+    from .localize import run
+
+    aircraft, _ = run(cascade.localizer, x_loc)
+    return cascade.predict(pp.scale(pixels, cascade.spec), top_k=1, boxes=[None] * len(pixels),
+                           aircraft=np.asarray(aircraft, np.float64))
 
 
 def _predict_located(cascade: Cascade, root: Path, names: list[str], errors: list[str], ok: list[int]) -> list:

@@ -194,3 +194,26 @@ def test_decode_errors_of_the_two_phase_path(feature_server):
         r = requests.post(feature_server.url + "/predict", data=data, headers={"Content-Type": "image/jpeg"},
                           timeout=30)
         assert r.status_code == 400 and r.json()["error"] == code, r.text
+
+
+# ---------------------------------------------------------------- a localizer that only gates
+def test_gate_only_version_answers_through_gunicorn_as_predict_images(tmp_path_factory, feature_image_dir):
+    """The default recipe's shape (localizer, no crop): one batched phase per request, and the
+    answers of ``Cascade.predict_images``, with the gate's probability and no box."""
+    from api.smoke import Server
+    from model.cascade import Cascade
+    from tests.conftest import build_tiny_cascade
+
+    version = build_tiny_cascade(tmp_path_factory.mktemp("gate-only-http"), localizer_size=96, other=True,
+                                 aircraft_threshold=0.0)
+    paths = sorted(feature_image_dir.iterdir())
+    ref = Cascade.load(version).predict_images(paths, top_k=2)
+    srv = Server(version)
+    try:
+        srv.wait_ready()
+        for path, want in zip(paths, ref):
+            got = _post(srv, path, top_k=2)["predictions"][0]
+            assert got["aircraft"]["probability"] == pytest.approx(want["aircraft"]["probability"], abs=1e-6)
+            assert got["answer"] == want["answer"] and got["box"] is None
+    finally:
+        srv.stop()

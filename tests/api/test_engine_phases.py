@@ -82,3 +82,34 @@ def test_locate_without_localizer_fails_the_future(tiny_model_dir):
     fut = eng.submit_locate(np.zeros((1, 96, 96, 3), np.float32))[0]
     with pytest.raises(RuntimeError, match="no localizer"):
         fut.result(30)
+
+
+@pytest.fixture(scope="module")
+def gate_only_dir(tmp_path_factory):
+    """A version whose localizer only gates (no crop rule: the default recipe), with ``Other``."""
+    from tests.conftest import build_tiny_cascade
+
+    return build_tiny_cascade(tmp_path_factory.mktemp("gate-only"), localizer_size=96, other=True,
+                              aircraft_threshold=0.0)
+
+
+def test_a_gate_only_version_answers_in_one_phase_equal_to_predict_images(gate_only_dir, feature_image_dir):
+    """Localizer and classifier inputs go in one CLASSIFY item; the batcher runs both models on
+    the batch: the answers are those of Cascade.predict_images, with the gate's probability."""
+    from model import preprocessing as pp
+
+    eng = Engine(str(gate_only_dir), max_batch_size=8, max_batch_wait_ms=5, warmup=False).start(background=False)
+    assert eng.has_localizer and not eng.two_phase
+    cascade = eng.cascade
+    paths = sorted(feature_image_dir.iterdir())
+    imgs = [pp.decode_image(p) for p in paths]
+    x_loc = np.stack([cascade.localizer_input(im) for im in imgs])
+    x = np.stack([cascade.preprocess(im, None) for im in imgs])
+    got = [f.result(30) for f in eng.submit(x, top_k=2, x_loc=x_loc)]
+    ref = cascade.predict_images(paths, top_k=2)
+    assert got == ref
+    assert all(g["aircraft"]["probability"] is not None and g["box"] is None for g in got)
+
+
+def test_the_feature_version_crops_so_it_keeps_two_phases(feature_engine):
+    assert feature_engine.has_localizer and feature_engine.two_phase

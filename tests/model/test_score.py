@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from model.cascade import Cascade
 from model.score import SCORE_COLUMNS, list_images, score_folder
 
@@ -162,3 +164,48 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
             assert (r["manufacturer"], r["manufacturer_probability"], r["answer"], r["answer_level"],
                     r["answer_text"], r["joint_probability"], r["unsure"]) == ("", "", "none", "none", NONE_TEXT,
                                                                                  "", "false")
+
+
+def test_the_forward_limit_pays_for_the_localizer_too(feature_model_dir, monkeypatch):
+    """make bench-score / bench-serve limits run every forward pass a request pays: the localizer
+    on the whole image (its input size) and the cascade."""
+    import numpy as np
+
+    from model import bench, localize
+
+    c = Cascade.load(feature_model_dir)
+    assert c.localizer is not None
+    x = np.random.default_rng(0).random((3, *c.spec.input_shape), dtype=np.float32)
+    shapes, real = [], localize.run
+    monkeypatch.setattr(localize, "run", lambda m, xl: shapes.append(xl.shape) or real(m, xl))
+    preds = bench.model_forward(c, x)
+    assert shapes == [(3, c.localizer_size, c.localizer_size, 3)]
+    assert [p["answer"] for p in preds] == [p["answer"] for p in c.predict(x, top_k=1)]
+    assert bench.forward_limit(c, x, batch_size=2, min_images=4) > 0 and len(shapes) == 1 + 1 + 2
+
+
+def test_a_gate_only_version_scores_from_one_pooled_decode_as_predict_images(feature_image_dir, tmp_path):
+    """The default recipe's shape (localizer without crop): the pool makes both inputs from one
+    decode; rows equal Cascade.predict_images' answers, unreadable files get their error."""
+    from tests.conftest import build_tiny_cascade
+
+    version = build_tiny_cascade(tmp_path / "models", localizer_size=96, other=True, aircraft_threshold=0.0)
+    c = Cascade.load(version)
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in feature_image_dir.iterdir():
+        shutil.copy(p, images / p.name)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    summary = score_folder(c, images, tmp_path / "s.csv", batch_size=2, progress=False)
+    assert summary["errors"] == 1
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = {r["file"]: r for r in csv.DictReader(fh)}
+    assert rows["broken.jpg"]["error"] and rows["broken.jpg"]["answer"] == ""
+    names = sorted(p.name for p in feature_image_dir.iterdir())
+    ref = c.predict_images([images / n for n in names], top_k=1)
+    for n, want in zip(names, ref):
+        assert rows[n]["answer"] == want["answer"]["label"] and rows[n]["answer_level"] == want["answer"]["level"]
+        assert float(rows[n]["aircraft_probability"]) == pytest.approx(want["aircraft"]["probability"], abs=1e-5)
+        assert float(rows[n]["manufacturer_probability"] or 0) == pytest.approx(
+            want["manufacturer"]["probability"] or 0, abs=1e-5)
+        assert rows[n]["box"] == ""
