@@ -6,7 +6,7 @@ A version with a localizer (``localizer.keras``) that crops to the aircraft answ
 batched phases: the localizer on the whole images (aircraft probability and activation map),
 then, after the request thread has derived each box and cut and resized the crop, the cascade on
 the crops. A localizer that only gates (no crop rule, the default) needs no map before the
-classifier: both inputs are made at once and go in one batch (:func:`_run_gated`). Every per-image CPU
+classifier: both inputs are made at once and go in one batch (:func:`_inputs`). Every per-image CPU
 step stays in the request thread; the engine's batcher thread only runs forward passes.
 """
 
@@ -172,36 +172,10 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     eng = engine()
     if eng.two_phase:
         return _run_two_phase(images, top_k, eng)
-    if eng.cascade.localizer is not None:
-        return _run_gated(images, top_k, eng)
-    t0 = time.perf_counter()
-    try:
-        x = decode_all(images, eng.spec)
-        t1 = time.perf_counter()
-        futures = eng.submit(x, top_k=top_k)
-        release_expectation()
-        results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-    except NotReady as e:
-        raise APIError(503, "not_ready", str(e)) from None
-    except TimeoutError:
-        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
-    t2 = time.perf_counter()
-    predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
-    return Result(eng.cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
-
-
-def _run_gated(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:
-    """:func:`run` for a version whose localizer only gates (no crop rule, the default): decode
-    once, make the localizer's and the classifier's inputs here, and submit both in one
-    :data:`~api.engine.CLASSIFY` item per image (the batcher runs the localizer, then the cascade,
-    on the same batch): one wait per request, as without a localizer."""
     cascade = eng.cascade
     t0 = time.perf_counter()
     try:
-        decoded = decode_images(images, cascade)
-        x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
-        x = np.stack([cascade.preprocess(im, None, s) for im, s, _ in decoded])
-        del decoded
+        x, x_loc = _inputs(images, cascade)
         t1 = time.perf_counter()
         futures = eng.submit(x, top_k=top_k, x_loc=x_loc)
         release_expectation()
@@ -213,6 +187,19 @@ def _run_gated(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Resu
     t2 = time.perf_counter()
     predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
     return Result(cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
+
+
+def _inputs(images: list[tuple[str, bytes]], cascade) -> tuple[np.ndarray, np.ndarray | None]:
+    """The one-phase inputs: the classifier's float32 ``(n, H, W, 3)``, and for a version whose
+    localizer only gates (no crop rule, the default) the localizer's float32 ``(n, S, S, 3)``
+    from the same decode (else ``None``). Both go in one :data:`~api.engine.CLASSIFY` item per
+    image; the batcher runs the localizer, then the cascade, on the same batch: one wait per
+    request, as without a localizer. Raises the :func:`decode_all` errors."""
+    if cascade.localizer is None:
+        return decode_all(images, cascade.spec), None
+    decoded = decode_images(images, cascade)
+    x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
+    return np.stack([cascade.preprocess(im, None, s) for im, s, _ in decoded]), x_loc
 
 
 def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:

@@ -26,21 +26,7 @@
 args <- commandArgs(trailingOnly = TRUE)
 file_arg <- grep("^--file=", commandArgs(FALSE), value = TRUE)
 r_dir <- dirname(normalizePath(sub("^--file=", "", file_arg[1])))
-if (!nzchar(Sys.getenv("RETICULATE_PYTHON"))) {
-  venv_python <- file.path(dirname(r_dir), ".venv", "bin", "python")
-  if (file.exists(venv_python)) Sys.setenv(RETICULATE_PYTHON = venv_python)
-}
-source(file.path(r_dir, "json.R"))
-source(file.path(r_dir, "preprocess.R"))
-source(file.path(r_dir, "cascade.R"))
-
-take <- function(name, default = NULL) {
-  i <- match(name, args)
-  if (is.na(i)) return(default)
-  v <- args[i + 1L]
-  args <<- args[-c(i, i + 1L)]
-  v
-}
+source(file.path(r_dir, "script_setup.R"))  # RETICULATE_PYTHON, the R side, take()
 model_dir <- take("--model-dir")
 out <- take("--out")
 batch_size <- as.integer(take("--batch-size", "4"))
