@@ -116,16 +116,16 @@ class Cascade:
         stage2 = {m: mio.load_keras(path / mio.stage2_file(m))
                   for m in info["labels"].get("types", {}) if (path / mio.stage2_file(m)).is_file()}
         if threshold is None:
-            threshold = float(os.environ.get("PLANESPOTTER_THRESHOLD", DEFAULT_THRESHOLD))
+            threshold = env_probability("PLANESPOTTER_THRESHOLD", DEFAULT_THRESHOLD)
         if type_threshold is None:
-            type_threshold = float(os.environ.get("PLANESPOTTER_TYPE_THRESHOLD",
-                                                  info["labels"].get("type_threshold", DEFAULT_TYPE_THRESHOLD)))
+            type_threshold = env_probability("PLANESPOTTER_TYPE_THRESHOLD",
+                                             info["labels"].get("type_threshold", DEFAULT_TYPE_THRESHOLD))
         from .localize import LOCALIZER_FILE
 
         localizer = mio.load_keras(path / LOCALIZER_FILE) if (path / LOCALIZER_FILE).is_file() else None
         aircraft_threshold = info["labels"].get("aircraft_threshold")
         if localizer is not None and aircraft_threshold is not None:
-            aircraft_threshold = float(os.environ.get("PLANESPOTTER_AIRCRAFT_THRESHOLD", aircraft_threshold))
+            aircraft_threshold = env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", aircraft_threshold)
         return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info, type_threshold,
                    localizer, aircraft_threshold)
 
@@ -352,6 +352,24 @@ class Cascade:
             aircraft, boxes = self.locate(x_loc, [size for _, _, size in decoded])
         x = np.stack([self.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
         return self.predict(x, top_k=top_k, boxes=boxes, aircraft=aircraft)
+
+
+def env_probability(name: str, default: float) -> float:
+    """A threshold in [0, 1] from environment variable ``name``; unset or empty: ``default``.
+
+    Raises:
+        ValueError: the value is not a number in [0, 1] (the message names the variable).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={raw!r} is outside [0, 1]")
+    return value
 
 
 def answer_text(level: str, label: str, manufacturer: str | None) -> str:

@@ -147,3 +147,16 @@ def test_photo_views_are_deterministic_and_differ_from_the_plain_resize(tmp_path
     assert not np.array_equal(a[0], a[1])                                            # two different views
     assert not np.array_equal(a[0], pp.to_uint8(str(path), spec, "0 0 90 50"))
     assert not np.array_equal(a, augment.make_views(*args, seed=1, cache_dir=None, workers=1))
+
+
+def test_threshold_variables_empty_means_default_and_bad_values_are_named(monkeypatch):
+    from model.cascade import env_probability
+
+    monkeypatch.setenv("PLANESPOTTER_AIRCRAFT_THRESHOLD", "")
+    assert env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", 0.04) == 0.04
+    monkeypatch.setenv("PLANESPOTTER_AIRCRAFT_THRESHOLD", " 0.2 ")
+    assert env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", 0.04) == 0.2
+    for bad in ("abc", "1.5", "-0.1"):
+        monkeypatch.setenv("PLANESPOTTER_AIRCRAFT_THRESHOLD", bad)
+        with pytest.raises(ValueError, match="PLANESPOTTER_AIRCRAFT_THRESHOLD"):
+            env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", 0.04)
