@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +158,18 @@ class Result:
     inference_ms: float
 
 
+@contextmanager
+def _serving_errors():
+    """Inside: the engine's ``NotReady`` becomes a 503 ``not_ready``, a forward pass that did not
+    answer within :data:`INFERENCE_TIMEOUT_S` a 504 ``inference_timeout`` (:class:`APIError`)."""
+    try:
+        yield
+    except NotReady as e:
+        raise APIError(503, "not_ready", str(e)) from None
+    except TimeoutError:
+        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
+
+
 def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     """Decode and classify ``(name, encoded bytes)`` pairs.
 
@@ -174,16 +187,12 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
         return _run_two_phase(images, top_k, eng)
     cascade = eng.cascade
     t0 = time.perf_counter()
-    try:
+    with _serving_errors():
         x, x_loc = _inputs(images, cascade)
         t1 = time.perf_counter()
         futures = eng.submit(x, top_k=top_k, x_loc=x_loc)
         release_expectation()
         results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-    except NotReady as e:
-        raise APIError(503, "not_ready", str(e)) from None
-    except TimeoutError:
-        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
     t2 = time.perf_counter()
     predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
     return Result(cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
@@ -212,7 +221,7 @@ def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> 
 
     cascade = eng.cascade
     t0 = time.perf_counter()
-    try:
+    with _serving_errors():
         decoded = decode_images(images, cascade)
         x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
         t1 = time.perf_counter()
@@ -231,10 +240,6 @@ def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> 
         futures = eng.submit(x, top_k=top_k, boxes=boxes, aircraft=[a for a, _ in located])
         release_expectation()
         results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-    except NotReady as e:
-        raise APIError(503, "not_ready", str(e)) from None
-    except TimeoutError:
-        raise APIError(504, "inference_timeout", "the model did not answer in time") from None
     t4 = time.perf_counter()
     predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
     return Result(cascade.version, predictions, round((t1 - t0 + t3 - t2) * 1000, 2),
