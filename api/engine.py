@@ -264,12 +264,7 @@ class Engine:
             return
         gated = [it for it in items if it.loc is not None]
         if gated:  # the localizer's gate, on the same batch, right before the classifier
-            if self.cascade.localizer is None:
-                raise RuntimeError(f"model version {self.cascade.version} has no localizer")
-            from model.localize import run
-
-            aircraft, _ = run(self.cascade.localizer, np.stack([it.loc for it in gated]))
-            for it, a in zip(gated, aircraft):
+            for it, a in zip(gated, self.cascade.gate(np.stack([it.loc for it in gated]))):
                 it.aircraft = float(a)
         air = [it.aircraft for it in items]
         results = self.cascade.predict(x, top_k=max(it.top_k for it in items), boxes=[it.box for it in items],

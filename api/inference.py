@@ -214,11 +214,9 @@ def _inputs(images: list[tuple[str, bytes]], cascade) -> tuple[np.ndarray, np.nd
 def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:
     """:func:`run` for a version with a localizer: decode and make the localizer inputs here;
     the localizer's batched forward pass (engine, :data:`~api.engine.LOCATE`); box and crop
-    here (:func:`model.localize.box_from_cam` when the spec has a crop rule,
+    here (:meth:`model.cascade.Cascade.boxes`,
     ``Cascade.preprocess``); the cascade's batched forward pass (:data:`~api.engine.CLASSIFY`).
     ``decode_ms`` is the CPU work of both steps here, ``inference_ms`` the two waits."""
-    from model.localize import box_from_cam
-
     cascade = eng.cascade
     t0 = time.perf_counter()
     with _serving_errors():
@@ -231,9 +229,7 @@ def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> 
         located = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
         t2 = time.perf_counter()
         expect(eng, CLASSIFY)  # the crops come next: a batch of crops being collected may wait for them
-        rule = cascade.crop_rule
-        boxes = [None if rule is None else box_from_cam(cam, size[0], size[1], rule)
-                 for (_, _, size), (_, cam) in zip(decoded, located)]
+        boxes = cascade.boxes([cam for _, cam in located], [size for _, _, size in decoded])
         x = np.stack([cascade.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
         del decoded
         t3 = time.perf_counter()

@@ -119,13 +119,11 @@ def model_forward(cascade: Cascade, x: np.ndarray, top_k: int = 1) -> list[dict]
     the cascade's predictions.
     """
     if cascade.localizer is not None:
-        from .localize import run as locate
-
         size = cascade.localizer_size
         h, w = min(size, x.shape[1]), min(size, x.shape[2])
         x_loc = np.zeros((len(x), size, size, 3), np.float32)
         x_loc[:, :h, :w] = x[:, :h, :w]
-        locate(cascade.localizer, x_loc)
+        cascade.gate(x_loc)
     return cascade.predict(x, top_k=top_k)
 
 

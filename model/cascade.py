@@ -177,14 +177,31 @@ class Cascade:
         Raises:
             RuntimeError: the version has no localizer.
         """
-        from .localize import box_from_cam, run
+        from .localize import run
 
         if self.localizer is None:
             raise RuntimeError(f"model version {self.version} has no localizer")
         aircraft, cams = run(self.localizer, x_loc)
+        return aircraft, self.boxes(cams, sizes)
+
+    def boxes(self, cams, sizes: list[tuple[int, int]]) -> list:
+        """The crop box of each image from its class activation map (:func:`model.localize.box_from_cam`
+        with :attr:`crop_rule`), in the pixels of ``sizes`` (``(width, height)`` each); all
+        ``None`` when the version does not crop."""
+        from .localize import box_from_cam
+
         rule = self.crop_rule
-        boxes = [box_from_cam(c, w, h, rule) if rule is not None else None for c, (w, h) in zip(cams, sizes)]
-        return aircraft, boxes
+        return [box_from_cam(c, w, h, rule) if rule is not None else None for c, (w, h) in zip(cams, sizes)]
+
+    def gate(self, x_loc: np.ndarray) -> np.ndarray:
+        """The localizer's aircraft probability alone (the "not an aircraft" gate) for float32
+        ``x_loc`` ``(n, S, S, 3)``: float64 ``(n,)`` in [0, 1], for :meth:`predict`'s
+        ``aircraft``. Raises RuntimeError: the version has no localizer."""
+        from .localize import run
+
+        if self.localizer is None:
+            raise RuntimeError(f"model version {self.version} has no localizer")
+        return np.asarray(run(self.localizer, x_loc)[0], np.float64)
 
     def preprocess(self, img, box=None, dct_scale: int = 1) -> np.ndarray:
         """A decoded RGB image (decoded at 1/``dct_scale``), cut to ``box`` (full-size pixels; or

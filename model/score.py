@@ -197,11 +197,7 @@ def _predict_gated(cascade: Cascade, pixels: np.ndarray, x_loc: np.ndarray) -> l
     """Predictions of a version whose localizer only gates: the localizer on ``x_loc`` (float32
     ``(n, S, S, 3)``), then the cascade on ``pixels`` (uint8 ``(n, H, W, 3)``, whole images) with
     its aircraft probabilities: what :meth:`Cascade.predict_images` answers, without decoding again."""
-    from .localize import run
-
-    aircraft, _ = run(cascade.localizer, x_loc)
-    return cascade.predict(pp.scale(pixels, cascade.spec), top_k=1, boxes=[None] * len(pixels),
-                           aircraft=np.asarray(aircraft, np.float64))
+    return cascade.predict(pp.scale(pixels, cascade.spec), top_k=1, aircraft=cascade.gate(x_loc))
 
 
 def _predict_located(cascade: Cascade, root: Path, names: list[str], errors: list[str], ok: list[int]) -> list:

@@ -208,12 +208,9 @@ def test_gate_only_version_answers_through_gunicorn_as_predict_images(tmp_path_f
                                  aircraft_threshold=0.0)
     paths = sorted(feature_image_dir.iterdir())
     ref = Cascade.load(version).predict_images(paths, top_k=2)
-    srv = Server(version)
-    try:
+    with Server(version) as srv:
         srv.wait_ready()
         for path, want in zip(paths, ref):
             got = _post(srv, path, top_k=2)["predictions"][0]
             assert got["aircraft"]["probability"] == pytest.approx(want["aircraft"]["probability"], abs=1e-6)
             assert got["answer"] == want["answer"] and got["box"] is None
-    finally:
-        srv.stop()

@@ -50,12 +50,9 @@ def draft_model(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def draft_server(draft_model):
     """gunicorn with the drafted tiny model and the default limits (api.config.Config)."""
-    srv = Server(draft_model)
-    try:
+    with Server(draft_model) as srv:
         srv.wait_ready()
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
