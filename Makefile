@@ -115,7 +115,7 @@ $(LATEST)/manifest.json: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)
 train: $(LATEST)/manifest.json  ## train the cascade (skipped when the model is newer than the data)
 
 # Leave-one-source-out: the main job's recipe trained once per photo origin with that origin held
-# out (model/sources.py); reports/sources.json (runs accumulate by LABEL) and reports/sources.md.
+# out (model/training/sources.py); reports/sources.json (runs accumulate by LABEL) and reports/sources.md.
 SOURCES_LABEL ?= default
 .PHONY: eval-sources
 eval-sources: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## leave-one-source-out figures of the recipe: reports/sources.json + .md (TRAIN_ARGS, SOURCES_LABEL)
@@ -123,7 +123,7 @@ eval-sources: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## leave-one-source-out fig
 	  --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) --epochs $(EPOCHS) --seed $(SEED) \
 	  $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) $(TRAIN_ARGS)
 
-# The whole backbone fine-tuned on freshly augmented images (model/full.py): hours on 2 CPU cores,
+# The whole backbone fine-tuned on freshly augmented images (model/training/full.py): hours on 2 CPU cores,
 # minutes on a GPU (README). Writes a new version and points models/latest at it.
 FULL_EPOCHS ?= 20
 .PHONY: train-full
@@ -193,6 +193,8 @@ test: venv test-deps  ## run the test suite (installs what it needs; stops the D
 	  docker/engine.sh size; \
 	}; \
 	trap docker_end EXIT; \
+	echo "=== lint-imports (pyproject.toml [tool.importlinter])"; \
+	$(VENV)/bin/lint-imports || rc=$$?; \
 	for area in $(TEST_AREAS); do \
 	  echo "=== tests/$$area"; \
 	  $(PY) -m pytest tests/$$area --junitxml=$(REPORTS)/junit/$$area.xml $(PYTEST_ARGS) || rc=$$?; \
@@ -203,6 +205,10 @@ test: venv test-deps  ## run the test suite (installs what it needs; stops the D
 
 .PHONY: test-deps
 test-deps: venv r-deps backbones
+
+.PHONY: lint-imports
+lint-imports: venv  ## check the architecture's import contracts (pyproject.toml [tool.importlinter]; make test runs it)
+	$(VENV)/bin/lint-imports
 
 .PHONY: clean
 clean:  ## remove generated data, models and reports (keeps the fetched FlightGear package)

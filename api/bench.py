@@ -7,24 +7,24 @@ each with its own keep-alive ``requests.Session``, send requests back to back un
 (``numpy.percentile``, linear interpolation).
 
 Payloads: the real photos of ``../shared/data/smoke-airliners`` re-encoded once as JPEG q90 at each
-``--payload-width`` (default :data:`PAYLOAD_WIDTH`; :func:`model.bench.camera_payloads`: at most
+``--payload-width`` (default :data:`PAYLOAD_WIDTH`; :func:`model.bench.score.camera_payloads`: at most
 800 px wide — a typical web photo — or exactly 4000 / 6000 px wide, upscaled — camera files of
 11 / 24 MP), sent as raw ``image/jpeg`` bodies to ``POST /predict``, cycling through the photos;
 the server decodes and resizes every request. Python rows carry ``payload_width``.
 
 ``limit`` rows, one per payload width: the same model in this process,
-:func:`model.bench.model_forward` (the localizer when the version has one, then stage-1 and
+:func:`model.bench.score.model_forward` (the localizer when the version has one, then stage-1 and
 stage-2 ``predict_on_batch`` plus routing) on already preprocessed batches of the
 server's ``MAX_BATCH_SIZE`` — the forward-pass ceiling of this machine. ``rps`` is images per
 second, p50/p99 are per batch call, ``concurrency`` holds the batch size. ``rps_with_decode`` is
 the decode + forward limit with each photo's decode (``decode_ms_per_image``, one thread) spread
-over the machine's cores (:func:`model.bench.decode_limit`); ``rps_with_decode_one_thread`` the
+over the machine's cores (:func:`model.bench.score.decode_limit`); ``rps_with_decode_one_thread`` the
 same with the decode on one thread. Each Python row's ``ratio_to_forward_limit`` /
 ``ratio_to_decode_limit`` compare its ``rps`` with its width's limits, and
 ``ratio_to_first_width`` with the first width's ``rps`` at the same concurrency.
 
 ``--jpeg-draft N`` serves a copy of the version whose spec has ``jpeg_draft = N``
-(:func:`model.bench.respec_version`): an older version's weights with scaled JPEG decoding.
+(:func:`model.bench.score.respec_version`): an older version's weights with scaled JPEG decoding.
 
 Peers (``--peer NAME=URL``, e.g. the R plumber reference server): ``GET URL`` at the same
 concurrency levels, rows with ``server: NAME``.
@@ -76,12 +76,12 @@ class Target:
 
 def photo_payloads(folder: Path = DEFAULT_PHOTOS, width: int = PAYLOAD_WIDTH, limit: int = 12) -> list[bytes]:
     """JPEG bytes of up to ``limit`` photos of ``folder`` at payload width ``width``: at most
-    that wide up to 800 px, exactly that wide above (:func:`model.bench.camera_payloads`).
+    that wide up to 800 px, exactly that wide above (:func:`model.bench.score.camera_payloads`).
 
     Without photos there, synthetic gradient JPEGs stand in (640x427 for web widths; so the bench
     runs anywhere).
     """
-    from model.bench import camera_payloads
+    from model.bench.score import camera_payloads
 
     return camera_payloads(width, folder, limit)
 
@@ -141,7 +141,7 @@ def limit_rows(model_dir, batch_size: int, payloads: dict[int, list[bytes]], n_i
         n_images: images the forward pass runs over.
     """
     from model import preprocessing as pp
-    from model.bench import decode_limit, decode_ms, model_forward
+    from model.bench.score import decode_limit, decode_ms, model_forward
     from model.cascade import Cascade
     from model.score import decode_workers
 
@@ -302,7 +302,7 @@ def bench(args) -> int:
     version = model_version(model_dir)
     tmp_models = None
     if args.jpeg_draft is not None:
-        from model.bench import respec_version
+        from model.bench.score import respec_version
 
         tmp_models = tempfile.mkdtemp(prefix="planespotter-bench-models-")
         model_dir = respec_version(model_dir, tmp_models, jpeg_draft=args.jpeg_draft)

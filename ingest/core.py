@@ -4,7 +4,7 @@ An importer turns its source into :class:`Candidate` rows (schema columns + the 
 file), then :func:`run_import`:
 
 1. normalises and checks the labels (:func:`normalise_labels`): manufacturer → ``Airbus``,
-   ``Boeing`` or ``Other``, ``family`` from ``icao_type`` (:func:`scrape.families.family_of`),
+   ``Boeing`` or ``Other``, ``family`` from ``icao_type`` (:func:`scrape.schema.family_of`),
    the manufacturer from the family when only the family/type is given, contradictions rejected;
 2. reads every image file: sha256 of its bytes (checked against a given one), decoded with the
    project's one decoder (:func:`model.preprocessing.decode_image`: JPEG/PNG/WebP, EXIF
@@ -32,10 +32,9 @@ from collections import Counter
 from pathlib import Path
 
 from scrape.dataset import read_rows, write_rows_atomic, write_text_atomic
-from scrape.families import FAMILIES, family_of, manufacturer_of_family
 from scrape.images import phash, sha256_hex
 from scrape.labels import normalise_type
-from scrape.schema import COLUMNS, METADATA_FILE, SPLITS, empty_row
+from scrape.schema import COLUMNS, FAMILIES, METADATA_FILE, SPLITS, empty_row, family_of, manufacturer_of_family
 
 from . import splits as sp
 
@@ -172,7 +171,7 @@ def normalise_labels(row: dict[str, str]) -> list[str]:
     * ``icao_type``: upper case. A value that is no designator ("737-800", "Boeing 777-300ER") is
       mapped with the crawler's rules (:func:`scrape.labels.normalise_type`; the raw value goes to
       ``type_raw``, the variant to an empty ``sub_model``).
-    * ``family``: upper case; empty → :func:`scrape.families.family_of` of the type.
+    * ``family``: upper case; empty → :func:`scrape.schema.family_of` of the type.
 
     Returns:
         Problems (empty list = the row is fine): unknown manufacturer or split, a type that is

@@ -6,7 +6,7 @@ Airbus nor Boeing; its README.md): the photos stage 1 learns ``Other`` from.
 or ICAO type. ``source_label`` names the FGVC-Aircraft subset class (``class_06`` … ``class_19``,
 one aircraft type each), kept as ``type_raw``. All rows get ``source`` = :data:`SOURCE`: they are
 FGVC-Aircraft trainval photos (airliners.net, banner already cut), the same origin as the two
-FGVC-derived folders of real-airliners (:func:`model.sources.origin_of`). Photos are never copied.
+FGVC-derived folders of real-airliners (:func:`model.training.sources.origin_of`). Photos are never copied.
 """
 
 from __future__ import annotations

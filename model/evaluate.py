@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import calibration as cal
 from . import preprocessing as pp
 from .cascade import Cascade, is_type_leaf
+from .metrics import expected_calibration_error, softmax
 
 
 def confusion(y_true: list[str], y_pred: list[str], labels: list[str]) -> np.ndarray:
@@ -106,7 +106,7 @@ def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: li
         "n_type_frequent": len(freq_rows),
         "answer_levels": {lv: levels.count(lv) / n for lv in ("type", "family", "manufacturer")} if n else {},
         "named_type_precision": _rate(np.array([preds[i]["type"]["label"] == true_t[i] for i in named])),
-        "ece": cal.expected_calibration_error(p_m, y) if n else None,
+        "ece": expected_calibration_error(p_m, y) if n else None,
     }
 
 
@@ -187,10 +187,10 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
         "manufacturer", {}).get("temperature")
     if len(p_m) and temperature:
         # the exported model outputs softmax(z / T); softmax(T * log p) recovers softmax(z)
-        p_before = cal.softmax(temperature * np.log(np.clip(p_m, 1e-12, 1.0)))
+        p_before = softmax(temperature * np.log(np.clip(p_m, 1e-12, 1.0)))
         y = np.array([cascade.manufacturers.index(m) for m in true_m])
-        metrics["stage1_test_ece_before"] = cal.expected_calibration_error(p_before, y)
-        metrics["stage1_test_ece_after"] = cal.expected_calibration_error(p_m, y)
+        metrics["stage1_test_ece_before"] = expected_calibration_error(p_before, y)
+        metrics["stage1_test_ece_after"] = expected_calibration_error(p_m, y)
     if figures_dir is not None:
         figures_dir = Path(figures_dir)
         labels_m = cascade.manufacturers
@@ -263,7 +263,6 @@ def out_of_scope(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, aircraf
         classes, photos), ``confusion`` ``{labels, counts}`` (true vs answered, negatives as
         ``none``), and ``examples`` (a few answers per case). ``None`` where a set is empty.
     """
-    from . import calibration as cal
     from . import negatives as neg
 
     photo = (df["domain"] == "photo").to_numpy()
@@ -314,7 +313,7 @@ def out_of_scope(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, aircraf
         "airbus_boeing_as_none": _rate(answered[ab] == "none"),
         "airbus_boeing_as_other": _rate(answered[ab] == "Other"),
         "airbus_boeing_balanced": float(np.mean(recalls)) if recalls else None,
-        "ece_stage1": cal.expected_calibration_error(p1[keep], y[keep]) if keep.any() else None,
+        "ece_stage1": expected_calibration_error(p1[keep], y[keep]) if keep.any() else None,
         "stage1_classes": cascade.manufacturers,
         "confusion": {"labels": labels, "counts": cm.tolist()},
         "examples": examples,

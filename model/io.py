@@ -37,6 +37,8 @@ PREPROCESSING = "preprocessing.json"
 METRICS = "metrics.json"
 MODEL_CARD = "model_card.md"
 STAGE1 = "manufacturer.keras"
+#: The localizer (:mod:`model.localize`), in versions that have one.
+LOCALIZER_FILE = "localizer.keras"
 REFERENCE_IMAGE = "reference.png"
 
 
@@ -112,8 +114,6 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         for m, model in stage2.items():
             model.save(tmp / stage2_file(m))
         if localizer is not None:
-            from .localize import LOCALIZER_FILE
-
             localizer.save(tmp / LOCALIZER_FILE)
         write_json(tmp / LABELS, labels)
         write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.reference_checksum(spec)})

@@ -24,65 +24,15 @@ serving, ``make score`` and the R side crop alike (:func:`model.preprocessing.to
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
 from PIL import Image
+
+from . import preprocessing as pp
+from .preprocessing import CAM_CLASSES, CropRule
 
 #: ImageNet-1k classes that show an aircraft (index: WordNet name), summed into ``aircraft``.
 AIRCRAFT_CLASSES: dict[int, str] = {404: "airliner", 405: "airship",
                                     895: "warplane, military plane", 908: "wing"}
-#: Classes whose activation maps are summed into the localisation map (fixed-wing aircraft).
-CAM_CLASSES: tuple[int, ...] = (404, 895, 908)
-#: File of the localizer inside a model version.
-LOCALIZER_FILE = "localizer.keras"
-
-
-@dataclass(frozen=True)
-class CropRule:
-    """How a class activation map becomes a crop box (``PreprocessingSpec.crop`` as a dict).
-
-    Attributes:
-        size: localizer input, square pixels (the whole image resized to it, Pillow bilinear).
-        threshold: share of the map's maximum a cell needs to belong to the aircraft (the CAM
-            paper used 0.2; on this map, 7x7 at 224 px, 0.2 keeps 73 % of a photo's area, 0.35
-            about 60 %: measured on 200 real photos).
-        grid: the map is upsampled (bilinear, ``scipy.ndimage.zoom`` order 1) to ``grid x grid``
-            before thresholding.
-        margin: the box grows by this share of its width/height on every side.
-        min_fraction: the box spans at least this share of the image's width and height.
-        max_aspect: the box's long side / short side (in image pixels) is at most this; the
-            short side grows to meet it.
-        skip_area: a box covering at least this share of the image's area means "no crop".
-    """
-
-    size: int = 224
-    threshold: float = 0.35
-    grid: int = 56
-    margin: float = 0.1
-    min_fraction: float = 0.3
-    max_aspect: float = 2.0
-    skip_area: float = 0.8
-    method: str = "cam"
-    classes: tuple[int, ...] = field(default=CAM_CLASSES)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (``classes`` as a list)."""
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "CropRule | None":
-        """Inverse of :meth:`to_dict`; ``None`` stays ``None``. Raises ValueError on a bad method."""
-        if d is None:
-            return None
-        d = dict(d)
-        if d.get("method", "cam") != "cam":
-            raise ValueError(f"unknown crop method {d.get('method')!r}")
-        if "classes" in d:
-            d["classes"] = tuple(int(c) for c in d["classes"])
-        return cls(**d)
 
 
 def localizer_input(img: Image.Image, size: int = 224, box=None, dct_scale: int = 1) -> np.ndarray:
@@ -100,7 +50,6 @@ def localizer_input(img: Image.Image, size: int = 224, box=None, dct_scale: int 
     img = img if img.mode == "RGB" else img.convert("RGB")
     b = None
     if box is not None:
-        from . import preprocessing as pp
 
         b = pp.parse_crop_box(box) if isinstance(box, str) else tuple(box)
     if b is None:
@@ -137,7 +86,6 @@ def decode(source, spec, crop_box=None) -> tuple[Image.Image, int, tuple[int, in
     Raises:
         ImageDecodeError: see :func:`model.preprocessing.decode_image`. ValueError: a bad crop box.
     """
-    from . import preprocessing as pp
 
     img, s = pp.decode_scaled(source, spec, crop_box)
     return img, s, (img.size if s == 1 else full_size(source))
@@ -159,8 +107,8 @@ def build_localizer(size: int = 224, weights: str | None = None, backbone: str =
     import keras
     from keras import layers
 
-    from . import efficientnet_lite as L
     from .backbones import get
+    from .backbones.efficientnet_lite import network as L
 
     resolved = get(backbone).resolve_weights(weights)
     full = L.build_efficientnet_lite(backbone, (size, size, 3), include_top=True, weights=resolved,
@@ -277,8 +225,6 @@ def dataset_locate(df, size: int = 224, weights: str | None = None, localizer=No
     import os
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
-
-    from . import preprocessing as pp
     from .io import write_npy
 
     cache_dir = Path(cache_dir or "data/processed")
@@ -333,7 +279,6 @@ def dataset_boxes(df, cams: np.ndarray, rule: CropRule | None) -> list[str]:
     """Each row's crop box for the classifier: the aircraft box inside its dataset ``crop_box``
     (:func:`box_from_cam` on the dataset-cropped image, then :func:`compose`), as ``crop_box``
     text (``""``: the whole image). Without a rule the dataset boxes are returned unchanged."""
-    from . import preprocessing as pp
 
     if rule is None:
         return df["crop_box"].tolist()

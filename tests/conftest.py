@@ -35,7 +35,7 @@ def build_tiny_cascade(models_dir: Path, size: int = 32, seed: int = 0, *, local
     - ``localizer_size``: a localizer (``model.localize.build_localizer(size, weights="none")``,
       random weights: its aircraft probability is 0.004 on every image) saved as ``localizer.keras``;
     - ``aircraft_threshold``: ``labels.json``'s gate (0.0: always an aircraft, 1.0: never);
-    - ``crop``: ``PreprocessingSpec.crop`` (a :class:`model.localize.CropRule` dict);
+    - ``crop``: ``PreprocessingSpec.crop`` (a :class:`model.preprocessing.CropRule` dict);
     - ``other``: a third manufacturer ``Other`` without stage 2. Its stage-1 logit gets
       ``20 x (mean red - mean blue)`` of the image on top of the CNN's, so a red image is always
       answered ``Other`` and a blue one never (deterministic, whatever the random weights);
@@ -45,10 +45,10 @@ def build_tiny_cascade(models_dir: Path, size: int = 32, seed: int = 0, *, local
     import keras
     import numpy as np
 
-    from model import architectures as arch
     from model import io as mio
     from model import preprocessing as pp
-    from model.train import calibrated
+    from model.backbones.compact import build_compact_cnn
+    from model.training.calibration import calibrated
 
     keras.utils.set_random_seed(seed)
     spec = pp.PreprocessingSpec(height=size, width=size, crop=crop)
@@ -63,12 +63,12 @@ def build_tiny_cascade(models_dir: Path, size: int = 32, seed: int = 0, *, local
         labels["aircraft_threshold"] = float(aircraft_threshold)
 
     def tiny(n, name):
-        return calibrated(arch.build_compact_cnn(spec.input_shape, n, width=4, name=name), 1.0, name)
+        return calibrated(build_compact_cnn(spec.input_shape, n, width=4, name=name), 1.0, name)
 
     def tiny_with_other(name):
         layers = keras.layers
         inputs = keras.Input(shape=spec.input_shape, name="image")
-        z = arch.build_compact_cnn(spec.input_shape, 3, width=4, name=f"{name}_cnn")(inputs)
+        z = build_compact_cnn(spec.input_shape, 3, width=4, name=f"{name}_cnn")(inputs)
         redness = layers.Dense(3, use_bias=False, name="redness")
         redness.build((None, 3))
         w = np.zeros((3, 3), np.float32)
@@ -98,7 +98,7 @@ def build_feature_cascade(models_dir: Path) -> Path:
     """The tiny cascade with every newer part: localizer (96 px, gate 0.0: always an aircraft),
     crop rule :data:`FEATURE_CROP`, manufacturer ``Other`` (red images), flip TTA; version
     ``20000102T000000Z``."""
-    from model.localize import CropRule
+    from model.preprocessing import CropRule
 
     return build_tiny_cascade(models_dir, localizer_size=96, crop=CropRule(**FEATURE_CROP).to_dict(), other=True,
                               tta="flip", aircraft_threshold=0.0, version="20000102T000000Z")

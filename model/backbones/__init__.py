@@ -1,14 +1,24 @@
-"""Registry of feature backbones: ``get(name)``, ``names()``, ``feature_names()``.
+"""Every network of the project, and the registry of the pretrained ones: ``get(name)``,
+``names()``, ``feature_names()``.
 
-Every module ``model/backbones/<name>.py`` (not ``base`` nor ``_*``) defines one backbone as
-``BACKBONE = <Backbone instance>`` (:class:`model.backbones.base.Backbone`); adding a backbone is
-adding one such file. Modules are imported on the first call, not when this package is imported,
-so importing it is cheap and cannot form an import cycle with the modules they use.
+Layout (keras-hub style: one class per backbone, one converter per weights format):
 
-The compact CNN trained from scratch (``--backbone compact``) is not a backbone here: it has no
-pretrained weights and is trained whole with its classifier (:mod:`model.architectures`), as is
-``--backbone vgg16`` (whole-network VGG16 fine-tuning); the registry's ``vgg16`` is the frozen
-feature extractor that training calls ``vgg16-frozen``.
+- ``base.py``: the :class:`~model.backbones.base.Backbone` interface every pretrained backbone
+  implements (images in [0, 1] → pooled features or a cut feature map);
+- ``lite0.py``, ``lite2.py``, ``vgg16.py``: the registry entries, each ``BACKBONE = <instance>``;
+  adding a backbone is adding one such file (``vgg16.py`` also builds the whole-network VGG16
+  classifier and the R original's model);
+- ``efficientnet_lite/``: the EfficientNet-Lite network, its PyTorch → Keras weights converter
+  and the backbone class the Lite presets share;
+- ``compact.py``: the compact CNN trained from scratch (``--backbone compact``), not a registry
+  entry: it has no pretrained weights and is trained whole with its classifier, as is
+  ``--backbone vgg16`` (whole-network VGG16 fine-tuning); the registry's ``vgg16`` is the frozen
+  feature extractor that training calls ``vgg16-frozen``.
+
+Registry entries are the modules of this folder other than ``base``, ``compact`` and ``_*``
+(sub-packages hold networks, not entries). They are imported on the first call, not when this
+package is imported, so importing it is cheap and cannot form an import cycle with the modules
+they use. Nothing here imports :mod:`model.training`.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from .base import Backbone, WeightsSource, WeightsUnavailableError
 
 __all__ = ["Backbone", "WeightsSource", "WeightsUnavailableError", "get", "names", "feature_names", "all_backbones"]
 
+#: Modules of this folder that are not registry entries: the interface, and the compact CNN
+#: (no pretrained weights).
+NOT_ENTRIES = frozenset({"base", "compact"})
+
 _REGISTRY: dict[str, Backbone] | None = None
 
 
@@ -28,7 +42,7 @@ def _discover() -> dict[str, Backbone]:
     if _REGISTRY is None:
         found: dict[str, Backbone] = {}
         for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-            if info.name == "base" or info.name.startswith("_"):
+            if info.ispkg or info.name in NOT_ENTRIES or info.name.startswith("_"):
                 continue
             module = importlib.import_module(f"{__name__}.{info.name}")
             backbone = getattr(module, "BACKBONE", None)

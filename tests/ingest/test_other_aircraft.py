@@ -12,7 +12,7 @@ from ingest.__main__ import main
 from ingest.other_aircraft import SOURCE
 from ingest.real_airliners import LABELS_COLUMNS
 from model.data import read_metadata
-from model.sources import origin_of
+from model.training.sources import origin_of
 from scrape.images import sha256_hex
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from model import backbones
-from model import efficientnet_lite as L
-from model import features
+from model.backbones.efficientnet_lite import convert as C
+from model.backbones.efficientnet_lite import network as L
+from model.training import features
 from model import preprocessing as pp
 from model.backbones.base import WeightsUnavailableError
 
@@ -35,8 +36,8 @@ def weights_files(tmp_path_factory) -> dict[str, str]:
     out = {}
     for name in ("lite0", "lite2"):
         try:
-            out[name] = str(L.ensure_weights(name, ROOT / "models" / "backbones"))
-        except L.LiteWeightsUnavailableError as e:
+            out[name] = str(C.ensure_weights(name, ROOT / "models" / "backbones"))
+        except C.LiteWeightsUnavailableError as e:
             pytest.skip(f"{name} weights unavailable: {e}")
     keras.utils.set_random_seed(0)
     vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
@@ -57,8 +58,9 @@ def test_registry_lists_one_backbone_per_module():
     assert backbones.names() == ("lite0", "lite2", "vgg16")
     assert backbones.feature_names() == ("lite0", "lite2", "vgg16-frozen") == features.FEATURE_BACKBONES
     modules = {p.stem for p in (ROOT / "model" / "backbones").glob("*.py")
-               if p.stem != "base" and not p.stem.startswith("_")}
+               if p.stem not in backbones.NOT_ENTRIES and not p.stem.startswith("_")}
     assert modules == set(backbones.names())  # a new backbone is one new file
+    assert backbones.NOT_ENTRIES == {"base", "compact"}
     assert backbones.get("vgg16-frozen") is backbones.get("vgg16")
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet'.*lite2"):
         backbones.get("resnet")
@@ -83,7 +85,7 @@ def test_interface_attributes():
 
 
 def test_registry_imports_no_keras():
-    code = ("import sys; from model import backbones, features; backbones.names(); "
+    code = ("import sys; from model import backbones; from model.training import features; backbones.names(); "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -257,7 +259,7 @@ def _tiny_dataset(root: Path, n_per_class: int = 20, size: int = 48) -> Path:
 
 @pytest.mark.slow
 def test_train_lite2_fine_tune_and_load_without_model_package(weights_files, tmp_path, monkeypatch):
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     data = _tiny_dataset(tmp_path / "data")
     monkeypatch.chdir(tmp_path)  # pixel and feature caches under tmp_path
@@ -298,7 +300,7 @@ def test_train_lite2_fine_tune_and_load_without_model_package(weights_files, tmp
 
 
 def test_bench_backbones_writes_a_report(tmp_path):
-    from model import bench_backbones
+    from model.bench import backbones as bench_backbones
 
     out = tmp_path / "bench" / "backbones.json"
     assert bench_backbones.main(["--runs", "lite0:64", "vgg16:32", "--batch-size", "2", "--batches", "2",

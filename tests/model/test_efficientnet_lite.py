@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import efficientnet_lite as L
+from model.backbones.efficientnet_lite import convert as C
+from model.backbones.efficientnet_lite import network as L
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("PLANESPOTTER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -97,7 +98,7 @@ def test_lite2_architecture_follows_the_lite_scaling():
     # the .pth's 6,092,072 trainable numbers + the moving mean/variance of every BatchNorm
     n_bn = sum(layer.weights[0].shape[0] for layer in model.layers if type(layer).__name__ == "BatchNormalization")
     assert model.count_params() == 6_150_168 == 6_092_072 + 2 * n_bn
-    assert set(L.torch_to_keras_names("lite2").values()) == {layer.name for layer in model.layers if layer.weights}
+    assert set(C.torch_to_keras_names("lite2").values()) == {layer.name for layer in model.layers if layer.weights}
     assert L.stage_output_layers("lite2")[3:5] == ["block4d_add", "block5d_add"]
     assert model.get_layer("block5d_add").output.shape[1:] == (17, 17, 120)
 
@@ -117,28 +118,28 @@ def test_unknown_variant_and_variant_without_checkpoint():
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
         L.build_efficientnet_lite("lite9")
     assert L.build_efficientnet_lite("lite4", input_shape=(64, 64, 3)).output_shape == (None, 2, 2, 1280)
-    with pytest.raises(L.LiteWeightsUnavailableError, match="no ImageNet checkpoint"):
-        L.source_pth_path("lite4")
+    with pytest.raises(C.LiteWeightsUnavailableError, match="no ImageNet checkpoint"):
+        C.source_pth_path("lite4")
 
 
 def test_convert_state_dict_rejects_another_variants_checkpoint():
     with pytest.raises(ValueError, match="unexpected key"):  # Lite2 has a block 20, Lite0 does not
-        L.convert_state_dict({"_blocks.20._depthwise_conv.weight": np.zeros((1,))}, "lite0")
+        C.convert_state_dict({"_blocks.20._depthwise_conv.weight": np.zeros((1,))}, "lite0")
 
 
 def test_state_dict_mapping_covers_every_weight_layer():
     model = L.build_efficientnet_lite0(include_top=True)
-    mapped = set(L.torch_to_keras_names().values())
+    mapped = set(C.torch_to_keras_names().values())
     assert mapped == {layer.name for layer in model.layers if layer.weights}
     # 49 BatchNorm + 49 convs (stem, 16 depthwise, 15 expand, 16 project, head) + fc
-    assert len(L.torch_to_keras_names()) == 49 + 49 + 1
+    assert len(C.torch_to_keras_names()) == 49 + 49 + 1
 
 
 def test_convert_state_dict_rejects_foreign_keys():
     with pytest.raises(ValueError, match="unexpected key"):
-        L.convert_state_dict({"features.0.weight": np.zeros((3, 3))})
+        C.convert_state_dict({"features.0.weight": np.zeros((3, 3))})
     with pytest.raises(ValueError, match="lacks modules"):
-        L.convert_state_dict({"_conv_stem.weight": np.zeros((32, 3, 3, 3))})
+        C.convert_state_dict({"_conv_stem.weight": np.zeros((32, 3, 3, 3))})
 
 
 def test_preprocess_lite0_maps_0_255_to_unit_range():
@@ -181,15 +182,15 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize("variant", ["lite0", "lite2"])
 def test_missing_torch_gives_install_hint(tmp_path, monkeypatch, variant):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-    with pytest.raises(L.Lite0WeightsUnavailableError, match=r"pip install -e \.\[torch\]"):
-        L.ensure_weights(variant, tmp_path)
+    with pytest.raises(C.Lite0WeightsUnavailableError, match=r"pip install -e \.\[torch\]"):
+        C.ensure_weights(variant, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_cli_rejects_bad_output_name(tmp_path, capsys):
-    assert L.main(["convert", "--out", str(tmp_path / "lite0.h5"), "--force"]) == 1
+    assert C.main(["convert", "--out", str(tmp_path / "lite0.h5"), "--force"]) == 1
     assert "must end with .weights.h5" in capsys.readouterr().err
-    assert L.main(["convert", "--variant", "lite2", "--out", str(tmp_path / "lite2.h5"), "--force"]) == 1
+    assert C.main(["convert", "--variant", "lite2", "--out", str(tmp_path / "lite2.h5"), "--force"]) == 1
     assert "must end with .weights.h5" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -201,7 +202,7 @@ def test_cli_rejects_bad_output_name(tmp_path, capsys):
 def converted(tmp_path_factory) -> Path:
     if _MISSING:
         pytest.skip(f"{', '.join(_MISSING)} not installed (pip install -e .[torch])")
-    return L.ensure_lite0_weights(tmp_path_factory.mktemp("backbones"))
+    return C.ensure_lite0_weights(tmp_path_factory.mktemp("backbones"))
 
 
 def _test_images() -> list[Path]:
@@ -215,21 +216,21 @@ def _test_images() -> list[Path]:
 
 @needs_torch
 def test_converted_file_has_sidecar_and_is_reused(converted, tmp_path):
-    side = L.sidecar_path(converted)
-    assert side.read_text() == f"{L.sha256_file(converted)}  {L.WEIGHTS_FILENAME}\n"
+    side = C.sidecar_path(converted)
+    assert side.read_text() == f"{C.sha256_file(converted)}  {C.WEIGHTS_FILENAME}\n"
     mtime = converted.stat().st_mtime_ns
-    assert L.ensure_lite0_weights(converted.parent) == converted
+    assert C.ensure_lite0_weights(converted.parent) == converted
     assert converted.stat().st_mtime_ns == mtime  # reused, not rewritten
     assert not [p for p in converted.parent.iterdir() if p.name.startswith(".")]  # no temp files
 
     # a damaged file is detected and converted again
-    shutil.copy(converted, tmp_path / L.WEIGHTS_FILENAME)
+    shutil.copy(converted, tmp_path / C.WEIGHTS_FILENAME)
     shutil.copy(side, tmp_path / side.name)
-    with open(tmp_path / L.WEIGHTS_FILENAME, "r+b") as f:
+    with open(tmp_path / C.WEIGHTS_FILENAME, "r+b") as f:
         f.seek(-100, os.SEEK_END)
         f.write(b"\0" * 100)
-    assert not L.weights_are_valid(tmp_path / L.WEIGHTS_FILENAME)
-    assert L.weights_are_valid(L.ensure_lite0_weights(tmp_path))
+    assert not C.weights_are_valid(tmp_path / C.WEIGHTS_FILENAME)
+    assert C.weights_are_valid(C.ensure_lite0_weights(tmp_path))
 
 
 @needs_torch
@@ -241,7 +242,7 @@ def test_logits_match_pytorch_reference(converted):
     keras_logits = np.asarray(
         L.build_efficientnet_lite0(include_top=True, weights=converted).predict_on_batch(x))
     with torch.no_grad():
-        torch_logits = L.reference_torch_model()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        torch_logits = C.reference_torch_model()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
 
     assert keras_logits.shape == torch_logits.shape == (len(files), 1000)
     assert np.abs(keras_logits - torch_logits).max() <= 1e-3
@@ -279,15 +280,15 @@ def test_builtin_preprocessing_and_headless_variants_share_weights(converted):
 def converted_lite2(tmp_path_factory) -> Path:
     if _MISSING2:
         pytest.skip(f"{', '.join(_MISSING2)} not installed (pip install -e .[torch])")
-    return L.ensure_weights("lite2", tmp_path_factory.mktemp("backbones2"))
+    return C.ensure_weights("lite2", tmp_path_factory.mktemp("backbones2"))
 
 
 @needs_torch_lite2
 def test_lite2_converted_file_and_checkpoint(converted_lite2):
     assert converted_lite2.name == "efficientnet_lite2_imagenet.weights.h5"
-    assert L.sidecar_path(converted_lite2).read_text() == f"{L.sha256_file(converted_lite2)}  {converted_lite2.name}\n"
-    assert L.sha256_file(L.source_pth_path("lite2")) == L.VARIANTS["lite2"].pth_sha256
-    state = L.load_source_state_dict(name="lite2")
+    assert C.sidecar_path(converted_lite2).read_text() == f"{C.sha256_file(converted_lite2)}  {converted_lite2.name}\n"
+    assert C.sha256_file(C.source_pth_path("lite2")) == L.VARIANTS["lite2"].pth_sha256
+    state = C.load_source_state_dict(name="lite2")
     assert len(state) == 386  # tensors in the .pth (../shared/notes/backbones.md)
     trainable = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var",
                                                                             "num_batches_tracked")))
@@ -304,7 +305,7 @@ def test_lite2_logits_match_pytorch_reference(converted_lite2):
     keras_logits = np.asarray(
         L.build_efficientnet_lite("lite2", include_top=True, weights=converted_lite2).predict_on_batch(x))
     with torch.no_grad():
-        torch_logits = L.reference_torch_model("lite2")(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        torch_logits = C.reference_torch_model("lite2")(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
 
     assert keras_logits.shape == torch_logits.shape == (len(files), 1000)
     assert np.abs(keras_logits - torch_logits).max() <= 1e-3  # measured 5e-6

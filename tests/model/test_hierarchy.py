@@ -1,5 +1,5 @@
 """Manufacturer → family → ICAO type: stage-2 leaves, partial labels, training weights, and
-answers at the level the model knows (model.train, model.joint, model.weighting, model.cascade)."""
+answers at the level the model knows (model.training.train, model.training.joint, model.training.weighting, model.cascade)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_versions_from_before_families_get_them_from_the_designator_table():
 
 
 def test_stage2_leaves_and_partial_label_targets():
-    from model.train import leaf_targets, stage2_leaves
+    from model.training.train import leaf_targets, stage2_leaves
 
     rows = ([("Boeing", "B738", "B737")] * 10 + [("Boeing", "B739", "B737")] * 3 + [("Boeing", "", "B737")] * 4
             + [("Boeing", "", "B787")] * 9 + [("Boeing", "B744", "B747")] * 8 + [("Airbus", "A388", "A380")] * 8
@@ -98,7 +98,7 @@ def test_stage2_leaves_and_partial_label_targets():
 
 
 def test_partial_label_loss_is_cross_entropy_of_the_allowed_set():
-    from model.joint import partial_label_loss
+    from model.training.joint import partial_label_loss
 
     z = np.log(np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], np.float32))
     mask = np.array([[0, 1, 0], [1, 1, 0]], np.float32)
@@ -107,7 +107,7 @@ def test_partial_label_loss_is_cross_entropy_of_the_allowed_set():
 
 
 def test_balanced_weights_equalise_manufacturers_families_and_domains():
-    from model.weighting import balanced_weights
+    from model.training.weighting import balanced_weights
 
     m = ["Boeing"] * 90 + ["Boeing"] * 10 + ["Airbus"] * 5 + ["Airbus"] * 15
     f = ["B737"] * 90 + ["B777"] * 10 + ["A320"] * 5 + ["A320"] * 15
@@ -132,7 +132,7 @@ def test_balanced_weights_equalise_manufacturers_families_and_domains():
 def test_photo_views_are_deterministic_and_differ_from_the_plain_resize(tmp_path):
     from PIL import Image
 
-    from model import augment
+    from model.training import augment
 
     rng = np.random.default_rng(0)
     path = tmp_path / "p.jpg"

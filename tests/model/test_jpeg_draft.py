@@ -77,7 +77,7 @@ def test_bad_field_values_are_refused(bad):
 
 
 def test_new_trainings_turn_it_on():
-    from model.train import TrainConfig
+    from model.training.train import TrainConfig
 
     assert TrainConfig(data=[], image_size=288).spec().jpeg_draft == pp.DEFAULT_JPEG_DRAFT == 2
 
@@ -215,7 +215,7 @@ def test_score_pool_decodes_the_same_pixels_in_order(big_images):
 def test_score_folder_with_a_drafted_version(tiny_model_dir, big_images, tmp_path):
     import csv
 
-    from model.bench import respec_version
+    from model.bench.score import respec_version
     from model.cascade import Cascade
     from model.score import score_folder
 

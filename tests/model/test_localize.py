@@ -66,7 +66,7 @@ def test_crop_rule_lives_in_the_spec_and_older_specs_are_unchanged():
 
 @pytest.fixture(scope="module")
 def localizer():
-    from model import efficientnet_lite as lite
+    from model.backbones.efficientnet_lite import convert as lite
 
     try:
         lite.ensure_lite0_weights(ROOT / "models" / "backbones")

@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from model import calibration as cal
 from model import io as mio
+from model import metrics
 from model import preprocessing as pp
 from model.cascade import Cascade
+from model.training.calibration import fit_temperature
 
 
 def _count(weights) -> int:
@@ -19,7 +20,7 @@ def _count(weights) -> int:
 
 
 def test_r_original_recipe_has_the_r_summary_counts():
-    from model.architectures import build_r_original
+    from model.backbones.vgg16 import build_r_original
 
     m = build_r_original(weights=None)
     assert m.count_params() == 16_812_353
@@ -84,12 +85,12 @@ def test_temperature_scaling_improves_ece_on_overconfident_logits():
     logits = rng.normal(0, 1, (n, k))
     logits[np.arange(n), labels] += 1.5  # ~60 % accurate
     logits *= 4.0  # far too confident
-    before = cal.expected_calibration_error(cal.softmax(logits), labels)
-    t = cal.fit_temperature(logits[:1000], labels[:1000])
-    after = cal.expected_calibration_error(cal.softmax(logits[1000:], t), labels[1000:])
+    before = metrics.expected_calibration_error(metrics.softmax(logits), labels)
+    t = fit_temperature(logits[:1000], labels[:1000])
+    after = metrics.expected_calibration_error(metrics.softmax(logits[1000:], t), labels[1000:])
     assert t > 1.5  # over-confident logits need T > 1
     assert after < before / 3
-    assert cal.nll(logits[1000:], labels[1000:], t) < cal.nll(logits[1000:], labels[1000:], 1.0)
+    assert metrics.nll(logits[1000:], labels[1000:], t) < metrics.nll(logits[1000:], labels[1000:], 1.0)
 
 
 def test_version_is_complete_and_loads(tiny_model_dir):
@@ -128,7 +129,7 @@ def test_preprocessing_reference_checksum_is_stable():
 def test_augmentation_layers_change_images_but_not_shapes(smoke_photos):
     import tensorflow as tf
 
-    from model.architectures import augmentation, jpeg_recompress
+    from model.training.augment import augmentation, jpeg_recompress
 
     spec = pp.PreprocessingSpec(64, 64)
     x = np.stack([pp.to_uint8(p, spec) for p in smoke_photos[:4]])

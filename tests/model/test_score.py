@@ -171,7 +171,8 @@ def test_the_forward_limit_pays_for_the_localizer_too(feature_model_dir, monkeyp
     on the whole image (its input size) and the cascade."""
     import numpy as np
 
-    from model import bench, localize
+    from model import localize
+    from model.bench import score as bench
 
     c = Cascade.load(feature_model_dir)
     assert c.localizer is not None

@@ -1,13 +1,13 @@
-"""Leave-one-source-out helpers (model.sources) and stage-1 weights no source can predict
-(model.weighting.source_manufacturer_weights)."""
+"""Leave-one-source-out helpers (model.training.sources) and stage-1 weights no source can predict
+(model.training.weighting.source_manufacturer_weights)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from model.sources import markdown_table, origin_of
-from model.weighting import source_manufacturer_weights
+from model.training.sources import markdown_table, origin_of
+from model.training.weighting import source_manufacturer_weights
 
 
 def test_fgvc_derived_folders_are_one_origin():
@@ -45,7 +45,7 @@ def test_markdown_table_has_a_row_per_run_and_the_mean():
 
 
 def test_the_model_card_carries_the_leave_one_source_out_table_when_there_is_one(tmp_path):
-    from model.train import TrainConfig, loso_section
+    from model.training.train import TrainConfig, loso_section
 
     cfg = TrainConfig(reports_dir=str(tmp_path))
     assert "make eval-sources" in loso_section(cfg) and "|" not in loso_section(cfg)

@@ -35,7 +35,7 @@ def small_render(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lite0_weights() -> Path:
-    from model import efficientnet_lite as lite
+    from model.backbones.efficientnet_lite import convert as lite
 
     try:
         return lite.ensure_lite0_weights(ROOT / "models" / "backbones")
@@ -45,8 +45,8 @@ def lite0_weights() -> Path:
 
 @pytest.mark.parametrize("fine_tune", [False, True], ids=["head", "fine-tune"])
 def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_path, monkeypatch, fine_tune):
-    from model import features
-    from model.train import TrainConfig, train
+    from model.training import features
+    from model.training.train import TrainConfig, train
 
     monkeypatch.setattr(features, "CACHE_DIR", tmp_path / "features")
     cfg = TrainConfig(data=str(small_render), models_dir=str(tmp_path / "models"),

@@ -1,11 +1,11 @@
-"""The family level of the label hierarchy (scrape.families)."""
+"""The family level of the label hierarchy (scrape.schema)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from scrape.families import FAMILIES, family_of, manufacturer_of_family
+from scrape.schema import FAMILIES, family_of, manufacturer_of_family
 
 
 def test_families_of_designators():

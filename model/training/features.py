@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import backbones
-from . import preprocessing as pp
-from .io import write_npy
+from .. import backbones
+from .. import preprocessing as pp
+from ..io import write_npy
 
 #: ``--backbone`` names that train heads on cached frozen features: one per registered backbone
 #: (:func:`model.backbones.feature_names`: ``lite0``, ``lite2``, ``vgg16-frozen``).

@@ -6,7 +6,7 @@ The views imitate how the same airliner looks in other people's photos: framed t
 ``RandomResizedCrop``), mirrored, under other light and colour (brightness, contrast, saturation
 jitter), slightly out of focus (Gaussian blur) and saved at another JPEG quality. They are made
 once per (image, view index, seed) and cached like any pixels, so the fine-tuning on cached
-feature maps (:mod:`model.joint`) sees them as extra training rows.
+feature maps (:mod:`model.training.joint`) sees them as extra training rows.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from . import preprocessing as pp
-from .io import write_npy
+from .. import preprocessing as pp
+from ..io import write_npy
 
 
 @dataclass(frozen=True)
@@ -200,3 +200,54 @@ def make_views(paths: list[str], shas: list[str], crop_boxes: list[str], spec: p
     if cache is not None:
         write_npy(cache, out)
     return out
+
+
+# ---------------------------------------------------------------- Keras-layer augmentation
+# of the networks trained whole on images (compact CNN, VGG16, the R recipe), in the tf.data graph
+
+
+def augmentation(extra: bool = True, grayscale: bool = False, seed: int | None = None):
+    """Training-time augmentation as Keras preprocessing layers (applied in the tf.data graph only).
+
+    The first group reproduces the R original's ``image_data_generator``: rotation 40 degrees,
+    width/height shift 0.2, shear 0.2, zoom 0.2, horizontal flip, ``fill_mode = "nearest"``.
+    ``extra`` adds what the R recipe lacked: random crops (zoom-in), contrast/brightness jitter,
+    Gaussian blur and Gaussian noise. ``grayscale`` randomly desaturates 20 % of images.
+
+    Input and output: float32 ``(batch, H, W, 3)`` in [0, 1]; JPEG re-compression is applied
+    separately on uint8 pixels (:func:`jpeg_recompress`).
+    """
+    import keras
+    from keras import layers
+
+    aug = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(40 / 360, fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed),
+        layers.RandomShear(x_factor=0.2, y_factor=0.2, fill_mode="nearest", seed=seed),
+        layers.RandomZoom(0.2, fill_mode="nearest", seed=seed),
+    ]
+    if extra:
+        aug += [
+            layers.RandomContrast(0.3, seed=seed),
+            layers.RandomBrightness(0.2, value_range=(0.0, 1.0), seed=seed),
+            layers.RandomGaussianBlur(factor=0.5, kernel_size=3, sigma=1.0, value_range=(0.0, 1.0), seed=seed),
+            layers.GaussianNoise(0.03, seed=seed),
+        ]
+    if grayscale:
+        aug.append(layers.RandomGrayscale(factor=0.2, seed=seed))
+    return keras.Sequential(aug, name="augmentation")
+
+
+def jpeg_recompress(images_uint8, min_quality: int = 40, max_quality: int = 95, seed: int = 0):
+    """Random JPEG re-compression of a uint8 ``(batch, H, W, 3)`` tensor (``tf.image``).
+
+    Returns a uint8 tensor of the same shape. Quality is drawn per image from
+    ``[min_quality, max_quality]``.
+    """
+    import tensorflow as tf
+
+    def one(img):
+        return tf.image.random_jpeg_quality(img, min_quality, max_quality, seed=seed)
+
+    return tf.map_fn(one, images_uint8, fn_output_signature=tf.uint8)

@@ -1,8 +1,8 @@
 """Fine-tuning the whole backbone on images (``python -m model train --full``, ``make train-full``).
 
-The slow, thorough counterpart of the cached-feature training in :mod:`model.joint`: every layer
+The slow, thorough counterpart of the cached-feature training in :mod:`model.training.joint`: every layer
 of the backbone (BatchNormalization kept in inference mode) and both heads are trained on
-images, each batch freshly augmented with the photo-like views of :mod:`model.augment` (random-
+images, each batch freshly augmented with the photo-like views of :mod:`model.training.augment` (random-
 resized crop, flip, colour, blur, JPEG) in worker threads. Keras 3 only — no TensorFlow call — so
 it runs on any Keras backend: TensorFlow on the CPU here, PyTorch on a GPU machine
 (``KERAS_BACKEND=torch``), where ``--save-weights`` brings the trained weights back and
@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
-from . import augment, backbones, joint
-from . import preprocessing as pp
+from .. import backbones
+from .. import preprocessing as pp
+from . import augment, joint
 
 
 class AugmentedBatches:
@@ -30,7 +31,7 @@ class AugmentedBatches:
         Args:
             pixels: uint8 ``(N, H, W, 3)`` at the model's size; rows: int indices into it.
             y, w: per-output arrays aligned with ``rows`` (``{"manufacturer": ..., "leaves": ...}``).
-            train: shuffle each epoch and draw a random :func:`model.augment.random_view` of every
+            train: shuffle each epoch and draw a random :func:`model.training.augment.random_view` of every
                 image; else the plain pixels in order.
         """
         import keras
@@ -65,7 +66,7 @@ class AugmentedBatches:
 
 def build(backbone: str, spec: pp.PreprocessingSpec, weights: str | None, n_manufacturers: int, n_leaves: int,
           dropout: float = 0.3):
-    """The whole backbone + the two heads of :func:`model.joint.build`: images → logits dict.
+    """The whole backbone + the two heads of :func:`model.training.joint.build`: images → logits dict.
     BatchNormalization layers are frozen (inference statistics), the rest trainable."""
     import keras
     from keras import layers

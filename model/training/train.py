@@ -5,17 +5,17 @@ calibrated by temperature scaling, evaluated, exported as a model version.
 Data: one or more datasets of the shared schema (renders from ``synth``, imported or scraped
 photos), read by :func:`model.data.read_metadata`. Rows keep their ``domain`` (render or photo)
 and ``source``; training weights balance manufacturers, their families and the two domains
-(:func:`model.weighting.balanced_weights`), so 417 Airbus photos are not drowned by 4,244 Boeings.
+(:func:`model.training.weighting.balanced_weights`), so 417 Airbus photos are not drowned by 4,244 Boeings.
 Early stopping and calibration use the validation *photos* whenever there are any.
 
 Two training modes, chosen by the backbone:
 
 - ``lite0`` / ``lite2`` / ``vgg16-frozen`` (the registry :mod:`model.backbones`): features of the
-  ImageNet backbone computed once and cached on disk by image sha256 (:mod:`model.features`);
-  both stages are trained together on them (:mod:`model.joint`): with ``--fine-tune`` the
+  ImageNet backbone computed once and cached on disk by image sha256 (:mod:`model.training.features`);
+  both stages are trained together on them (:mod:`model.training.joint`): with ``--fine-tune`` the
   backbone's upper part (above its default cut) is fine-tuned on cached feature maps, else a
   small head is trained on pooled features. ``--photo-views N`` adds N photo-like augmented
-  views of every training photo (:mod:`model.augment`). The exported models are backbone + head.
+  views of every training photo (:mod:`model.training.augment`). The exported models are backbone + head.
 - ``compact`` (and ``vgg16`` fine-tuning): images → augmentation (Keras layers in the tf.data
   graph) → CNN per stage, early stopping on validation loss, best weights kept (stage 2 over
   ICAO types only).
@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import architectures as arch
-from . import calibration as cal
-from . import data as mdata
-from . import io as mio
-from . import preprocessing as pp
-from .cascade import FAMILY_LEAF_SUFFIX, Cascade, is_type_leaf
+from .. import data as mdata
+from .. import io as mio
+from .. import preprocessing as pp
+from ..cascade import FAMILY_LEAF_SUFFIX, Cascade, is_type_leaf
+from . import augment
+from .calibration import calibrate, calibrated, calibration_report
 from .weighting import class_weights
 
 STAGE1_MANUFACTURERS = ("Airbus", "Boeing", "Other")
@@ -73,12 +73,12 @@ class TrainConfig:
     photo_views: int = 0  # photo-like augmented views per training photo (feature backbones)
     leaf_weight: float = 1.0  # weight of the stage-2 (leaf) loss in joint training
     cut: str | None = None  # --fine-tune: where the backbone is cut (default: the backbone's)
-    full: bool = False  # fine-tune the whole backbone on augmented images (model.full; slow on a CPU)
-    init_weights: str | None = None  # --full: start from these weights (model.full.save_weights)
+    full: bool = False  # fine-tune the whole backbone on augmented images (model.training.full; slow on a CPU)
+    init_weights: str | None = None  # --full: start from these weights (model.training.full.save_weights)
     save_weights: str | None = None  # --full: also write the trained weights here (float16 .npz)
     workers: int = 0  # --full: augmentation threads (0: the CPU count, at most 8)
     localizer: bool = True  # pretrained backbones: ship the ImageNet-head localizer (aircraft gate, crop)
-    crop: bool = False  # classify a box around the aircraft (model.localize.CropRule), in training and serving
+    crop: bool = False  # classify a box around the aircraft (model.preprocessing.CropRule), in training and serving
     crop_rule: dict | None = None  # CropRule fields overriding its defaults (with crop)
     tta: str | None = None  # "flip": average the probabilities of the image and its mirror at inference
     source_balance: bool = False  # stage 1: both manufacturers weigh the same inside each photo source
@@ -100,7 +100,7 @@ def _log(msg: str) -> None:
 def _datasets(x_tr, y_tr, x_va, y_va, spec, cfg: TrainConfig):
     import tensorflow as tf
 
-    aug = arch.augmentation(extra=True, grayscale=cfg.grayscale, seed=cfg.seed) if cfg.augment else None
+    aug = augment.augmentation(extra=True, grayscale=cfg.grayscale, seed=cfg.seed) if cfg.augment else None
     scale = tf.constant(spec.scale, tf.float32)
     offset = tf.constant(spec.offset, tf.float32)
 
@@ -108,7 +108,7 @@ def _datasets(x_tr, y_tr, x_va, y_va, spec, cfg: TrainConfig):
         return tf.cast(x, tf.float32) * scale + offset, y
 
     def prep_aug(x, y):
-        x, y = prep(arch.jpeg_recompress(x, seed=cfg.seed), y)  # re-compression on uint8 pixels
+        x, y = prep(augment.jpeg_recompress(x, seed=cfg.seed), y)  # re-compression on uint8 pixels
         return aug(x, training=True), y
 
     train = (tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
@@ -171,9 +171,13 @@ def fit_image_classifier(name: str, n_classes: int, x_tr, y_tr, x_va, y_va, cfg:
     keras.utils.set_random_seed(cfg.seed)
     with distribution_strategy(cfg.mixed_precision).scope():
         if cfg.backbone == "compact":
-            model = arch.build_compact_cnn(spec.input_shape, n_classes, width=cfg.width, name=name)
+            from ..backbones.compact import build_compact_cnn
+
+            model = build_compact_cnn(spec.input_shape, n_classes, width=cfg.width, name=name)
         elif cfg.backbone == "vgg16":
-            model = arch.build_vgg16_classifier(spec.input_shape, n_classes, weights=cfg.weights, name=name)
+            from ..backbones.vgg16 import build_vgg16_classifier
+
+            model = build_vgg16_classifier(spec.input_shape, n_classes, weights=cfg.weights, name=name)
         else:
             raise ValueError(f"backbone {cfg.backbone!r} does not train on images")
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
@@ -201,24 +205,6 @@ def logits_of(model, x_uint8: np.ndarray, spec: pp.PreprocessingSpec, batch_size
     out = [np.asarray(model.predict_on_batch(pp.scale(x_uint8[s:s + batch_size], spec)))
            for s in range(0, len(x_uint8), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
-
-
-def calibrated(model, temperature: float, name: str):
-    """``model`` (→ logits) followed by ``Rescaling(1/T)`` and ``Softmax``: calibrated probabilities."""
-    import keras
-
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    z = model(inputs)
-    z = keras.layers.Rescaling(1.0 / temperature, name="temperature")(z)
-    probs = keras.layers.Softmax(name="probabilities")(z)
-    return keras.Model(inputs, probs, name=name)
-
-
-def calibrate(name: str, model, z_va: np.ndarray, y_va: np.ndarray) -> tuple[object, dict]:
-    """Fit a temperature on validation logits ``z_va`` ``(n, k)``; returns ``(calibrated_model, report)``
-    (the report of :func:`_calibrate_logits`)."""
-    report = _calibrate_logits(z_va, y_va)
-    return calibrated(model, report["temperature"], name), report
 
 
 def stage2_leaves(df_train: pd.DataFrame, manufacturers: list[str], min_images: int = 8) -> tuple[dict, dict]:
@@ -320,7 +306,7 @@ on the whole image) answers "not an aircraft" below an aircraft probability of
 """)
     crop = ("Each image is first localised (class activation map of the ImageNet head) and the classifier "
             f"sees a box around the aircraft (rule: {json.dumps(cfg.crop_rule or {})} over the defaults of "
-            "`model.localize.CropRule`)." if cfg.crop else "The classifier sees the whole image.")
+            "`model.preprocessing.CropRule`)." if cfg.crop else "The classifier sees the whole image.")
     tta = " Probabilities are averaged over the image and its mirror (TTA)." if labels.get("tta") == "flip" else ""
     return f"""# planespotter model {version}
 
@@ -385,7 +371,7 @@ Known to go wrong (README, "What the model gets wrong"):
 
 def loso_section(cfg: TrainConfig) -> str:
     """The model card's leave-one-source-out section: ``<reports_dir>/sources.md`` (written by
-    ``make eval-sources``, :func:`model.sources.markdown_table`) when it exists, else a pointer to
+    ``make eval-sources``, :func:`model.training.sources.markdown_table`) when it exists, else a pointer to
     the command. Those figures come from folds trained with each photo origin held out, not from
     this version itself."""
     md = Path(cfg.reports_dir) / "sources.md"
@@ -401,30 +387,16 @@ def _f(v) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _calibrate_logits(z_va: np.ndarray, y_va: np.ndarray) -> dict:
-    """Temperature-scaling report from validation logits ``(n, k)`` and int labels ``(n,)``."""
-    t = cal.fit_temperature(z_va, y_va) if len(y_va) else 1.0
-    return {
-        "temperature": t,
-        "n_val": int(len(y_va)),
-        "val_nll_before": cal.nll(z_va, y_va, 1.0) if len(y_va) else None,
-        "val_nll_after": cal.nll(z_va, y_va, t) if len(y_va) else None,
-        "val_ece_before": cal.expected_calibration_error(cal.softmax(z_va, 1.0), y_va),
-        "val_ece_after": cal.expected_calibration_error(cal.softmax(z_va, t), y_va),
-        "val_accuracy": float((z_va.argmax(1) == y_va).mean()) if len(y_va) else None,
-    }
-
-
 def _train_joint(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dict, manufacturers: list[str],
                  types: dict, families: dict, spec: pp.PreprocessingSpec, version: str):
-    """Feature backbones: both stages trained together on cached features (:mod:`model.joint`).
+    """Feature backbones: both stages trained together on cached features (:mod:`model.training.joint`).
 
     Returns:
         ``(stage1, stage2, calibration, history, seconds)`` with calibrated image models.
     """
     import keras
 
-    from . import augment, features, joint
+    from . import features, joint
 
     t = time.time()
     cut = (cfg.cut or features.default_cut(cfg.backbone)) if cfg.fine_tune else None
@@ -472,10 +444,10 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
                           cut: str | None, inputs: str):
     """Temperatures from the validation logits ``z`` (stage 1 on every row, stage 2 per
     manufacturer on the rows labelled with one of its leaves), then the calibrated image models
-    (:func:`model.joint.export`). Returns ``(stage1, stage2, calibration report)``."""
+    (:func:`model.training.joint.export`). Returns ``(stage1, stage2, calibration report)``."""
     from . import joint
 
-    calibration = {"manufacturer": _calibrate_logits(z["manufacturer"], y_va)}
+    calibration = {"manufacturer": calibration_report(z["manufacturer"], y_va)}
     stage1_logits, stage2_logits = joint.export(model, cfg.backbone, spec, cfg.weights, cut, columns, inputs=inputs)
     stage1 = calibrated(stage1_logits, calibration["manufacturer"]["temperature"], "manufacturer")
     stage2 = {}
@@ -483,7 +455,7 @@ def _calibrate_and_export(model, z: dict, df: pd.DataFrame, va: np.ndarray, y_va
         # calibrate on the validation rows labelled with one leaf of m (not family-only rows)
         single = (df.loc[va, "manufacturer"].to_numpy() == m) & lab_va & (mask_va.sum(1) == 1)
         z_m = z["leaves"][single][:, cols]
-        calibration[f"type_{m}"] = _calibrate_logits(z_m, mask_va[single][:, cols].argmax(1))
+        calibration[f"type_{m}"] = calibration_report(z_m, mask_va[single][:, cols].argmax(1))
         stage2[m] = calibrated(stage2_logits[m], calibration[f"type_{m}"]["temperature"], f"type_{m}")
     for name, rep in calibration.items():
         _log(f"{name}: val acc {rep['val_accuracy'] if rep['val_accuracy'] is not None else float('nan'):.3f} "
@@ -496,9 +468,9 @@ def _targets(rows: pd.DataFrame, manufacturers: list[str], types: dict, families
              family_power: float, source_power: float = 0.0, source_balance: bool = False,
              one_source_stage1: float = 1.0):
     """Targets and weights of ``rows``: ``(y, w, mask, labelled, columns)``; ``y`` and ``w`` are
-    ``{"manufacturer": ..., "leaves": ...}`` dicts for :mod:`model.joint` / :mod:`model.full` (leaf
+    ``{"manufacturer": ..., "leaves": ...}`` dicts for :mod:`model.training.joint` / :mod:`model.training.full` (leaf
     weights 0 on rows without a stage-2 target; see :func:`leaf_targets`,
-    :func:`model.weighting.balanced_weights`)."""
+    :func:`model.training.weighting.balanced_weights`)."""
     from .weighting import balanced_weights
 
     mask, labelled, columns = leaf_targets(rows, types, families)
@@ -526,7 +498,7 @@ def _judging_rows(df: pd.DataFrame, sel: dict) -> np.ndarray:
 
 def _train_full(cfg: TrainConfig, df: pd.DataFrame, pixels: np.ndarray, sel: dict, manufacturers: list[str],
                 types: dict, families: dict, spec: pp.PreprocessingSpec, version: str):
-    """``--full``: the whole backbone and both heads fine-tuned on augmented images (:mod:`model.full`)."""
+    """``--full``: the whole backbone and both heads fine-tuned on augmented images (:mod:`model.training.full`)."""
     import os
 
     import keras
@@ -621,7 +593,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         model.data.DatasetError: unusable dataset.
     """
     from . import features
-    from . import localize as loc
+    from .. import localize as loc
 
     spec = cfg.spec()
     df = mdata.assign_splits(mdata.read_metadata(cfg.data), seed=cfg.seed)
@@ -635,7 +607,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         aircraft, cams = loc.dataset_locate(df, 224, loc_weights, localizer=localizer_model, spec=spec)
         _log(f"localizer over {len(df)} images in {time.time() - t:.1f}s")
         if cfg.crop:
-            rule = loc.CropRule(**(cfg.crop_rule or {}))
+            rule = pp.CropRule(**(cfg.crop_rule or {}))
             spec = pp.PreprocessingSpec(**{**spec.to_dict(), "crop": rule.to_dict()})
             boxes = loc.dataset_boxes(df, cams, rule)
             df["model_box"] = boxes
@@ -723,8 +695,8 @@ def choose_aircraft_threshold(prep: Prepared, val_rows: np.ndarray, n_negatives:
     Returns:
         ``(threshold, report)``; report: counts, the two anchors, validation rejection rates.
     """
-    from . import localize as loc
-    from . import negatives
+    from .. import localize as loc
+    from .. import negatives
 
     photos = val_rows[(prep.df["domain"].iloc[val_rows] == "photo").to_numpy()]
     pos = prep.aircraft[photos] if len(photos) else prep.aircraft[val_rows]
@@ -746,7 +718,7 @@ def train(cfg: TrainConfig) -> Path:
     Raises:
         model.data.DatasetError: unusable dataset; ValueError: a split lacks a manufacturer.
     """
-    from . import evaluate as mev
+    from .. import evaluate as mev
 
     t0 = time.time()
     version = cfg.version or mio.new_version()

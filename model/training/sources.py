@@ -7,7 +7,7 @@ FGVC itself) are one origin, since they share photographers, years and style. Fo
 cascade is trained on every other row (renders and composites always stay in training; the held-out
 origin's photos leave every split), validated on the remaining validation photos, and scored on all
 of the held-out origin's photos. The pixel, localizer and feature caches are shared by the folds
-(:func:`model.train.prepare` runs once), so a fold repeats only the training that depends on its
+(:func:`model.training.train.prepare` runs once), so a fold repeats only the training that depends on its
 rows.
 
 Per held-out origin: balanced manufacturer accuracy over Airbus/Boeing (an origin with one
@@ -70,7 +70,7 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
     """Run the leave-one-origin-out folds for one training configuration.
 
     Args:
-        cfg: :class:`model.train.TrainConfig` (its data must hold photos from >= 2 origins).
+        cfg: :class:`model.training.train.TrainConfig` (its data must hold photos from >= 2 origins).
         origins: the origins to hold out (default: every photo origin).
         out: JSON report; a run with the same ``label`` replaces its entry, others are kept, so
             several configurations accumulate in one file (and ``reports/sources.md``).
@@ -83,8 +83,8 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
     Raises:
         ValueError: fewer than two photo origins.
     """
-    from . import evaluate as mev
-    from . import io as mio
+    from .. import evaluate as mev
+    from .. import io as mio
     from .train import Prepared, TrainConfig, _log, aircraft_boxes, fit_cascade, prepare
 
     t0 = time.time()

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backbones
-from . import preprocessing as pp
+from .. import backbones
+from .. import preprocessing as pp
 
 
 def partial_label_loss(mask, logits):
@@ -129,7 +129,7 @@ def export(model, backbone: str, spec: pp.PreprocessingSpec, weights: str | None
     Args:
         backbone: registry name; cut: the cut the maps were taken at (``None``: pooled features).
         inputs: ``"features"`` (the model was trained on cached maps/pooled features: the frozen
-            backbone part is put in front) or ``"images"`` (:mod:`model.full`: the model already
+            backbone part is put in front) or ``"images"`` (:mod:`model.training.full`: the model already
             holds the whole, fine-tuned backbone).
         leaf_columns: ``{manufacturer: [leaf column indices]}`` for each stage-2 model.
     Returns:

@@ -1,4 +1,4 @@
-"""Class weights for imbalanced training sets (used by :mod:`model.train` and :mod:`model.features`)."""
+"""Class weights for imbalanced training sets (used by :mod:`model.training.train` and :mod:`model.training.features`)."""
 
 from __future__ import annotations
 

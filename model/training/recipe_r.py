@@ -16,12 +16,32 @@ from pathlib import Path
 
 import numpy as np
 
-from . import architectures as arch
-from . import data as mdata
-from . import io as mio
-from . import preprocessing as pp
+from .. import data as mdata
+from .. import io as mio
+from .. import preprocessing as pp
+from ..backbones.vgg16 import build_r_original
+from . import augment
 
 CLASSES = ("Airbus", "Boeing")  # R's flow_images_from_directory sorts class folders
+
+#: The R recipe's training schedule (R: ``fit_generator(steps_per_epoch = 100, epochs = 100)``).
+R_ORIGINAL_EPOCHS = 100
+R_ORIGINAL_STEPS_PER_EPOCH = 100
+R_ORIGINAL_BATCH_SIZE = 20
+
+
+def compile_r_original(model):
+    """The R original's compile step: RMSprop(lr = 1e-5), binary cross-entropy, accuracy."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-5),
+                  loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def r_original_augmentation(seed: int | None = None):
+    """The R original's ``image_data_generator`` as Keras layers (no extras)."""
+    return augment.augmentation(extra=False, seed=seed)
 
 
 def two_class_wrapper(model):
@@ -36,8 +56,8 @@ def two_class_wrapper(model):
 
 
 def train_r_original(data: str, models_dir: str = "models", weights: str | None = None,
-                     epochs: int = arch.R_ORIGINAL_EPOCHS, steps_per_epoch: int = arch.R_ORIGINAL_STEPS_PER_EPOCH,
-                     batch_size: int = arch.R_ORIGINAL_BATCH_SIZE, seed: int = 0, verbose: int = 2) -> Path:
+                     epochs: int = R_ORIGINAL_EPOCHS, steps_per_epoch: int = R_ORIGINAL_STEPS_PER_EPOCH,
+                     batch_size: int = R_ORIGINAL_BATCH_SIZE, seed: int = 0, verbose: int = 2) -> Path:
     """Train the R recipe on the Airbus/Boeing rows of ``data``; returns the exported version folder.
 
     ``validation_steps`` follows R (50 batches, capped by the validation split's size).
@@ -52,13 +72,13 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
     y = (df["manufacturer"] == "Boeing").to_numpy().astype(np.float32)
     tr, va, te = (np.flatnonzero(df["split"].to_numpy() == s) for s in ("train", "validation", "test"))
     keras.utils.set_random_seed(seed)
-    aug = arch.r_original_augmentation(seed=seed)
+    aug = r_original_augmentation(seed=seed)
     train_ds = (tf.data.Dataset.from_tensor_slices((pixels[tr], y[tr])).shuffle(len(tr), seed=seed).repeat()
                 .batch(batch_size).map(lambda x, t: (aug(tf.cast(x, tf.float32) / 255.0, training=True), t),
                                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
     val_ds = (tf.data.Dataset.from_tensor_slices((pixels[va], y[va])).batch(batch_size)
               .map(lambda x, t: (tf.cast(x, tf.float32) / 255.0, t)).repeat())
-    model = arch.compile_r_original(arch.build_r_original(weights=weights))
+    model = compile_r_original(build_r_original(weights=weights))
     t0 = time.time()
     hist = model.fit(train_ds, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=val_ds,
                      validation_steps=max(1, min(50, len(va) // batch_size)), verbose=verbose, shuffle=False)

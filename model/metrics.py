@@ -1,8 +1,9 @@
-"""Temperature scaling and expected calibration error.
+"""Measures of predicted probabilities: softmax, negative log-likelihood and expected
+calibration error, shared by evaluation (:mod:`model.evaluate`) and by temperature scaling in
+training (:mod:`model.training.calibration`).
 
-Source: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern Neural Networks", ICML 2017:
-a single temperature ``T > 0`` divides the logits, fitted by minimising the negative
-log-likelihood on the validation split; ECE uses 15 equal-width confidence bins.
+Source: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern Neural Networks", ICML 2017: ECE
+uses 15 equal-width confidence bins.
 """
 
 from __future__ import annotations
@@ -22,30 +23,6 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     """Mean negative log-likelihood (nats) of integer ``labels`` ``(n,)`` under ``softmax(logits/T)``."""
     p = softmax(logits, temperature)
     return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))))
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0) -> float:
-    """The temperature in ``[lo, hi]`` minimising :func:`nll` (golden-section search on log T).
-
-    Args:
-        logits: float ``(n, k)`` validation logits; labels: int ``(n,)`` in ``[0, k)``.
-    Returns:
-        ``T`` (float, > 0). 1.0 when ``n == 0``.
-    """
-    if len(labels) == 0:
-        return 1.0
-    a, b = np.log(lo), np.log(hi)
-    grid = np.linspace(a, b, 41)
-    best = grid[int(np.argmin([nll(logits, labels, np.exp(g)) for g in grid]))]
-    a, b = max(a, best - (b - a) / 40), min(b, best + (b - a) / 40)
-    ratio = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        if nll(logits, labels, np.exp(c)) < nll(logits, labels, np.exp(d)):
-            b = d
-        else:
-            a = c
-    return float(np.exp((a + b) / 2))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
