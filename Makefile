@@ -123,6 +123,23 @@ eval-sources: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## leave-one-source-out fig
 	  --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) --epochs $(EPOCHS) --seed $(SEED) \
 	  $(if $(filter 1,$(FINE_TUNE)),$(if $(filter lite0 lite2,$(BACKBONE)),--fine-tune)) $(TRAIN_ARGS)
 
+# Tracked runs: `python -m model train` and `make eval-sources` each log one MLflow run (parameters,
+# dataset fingerprints, git commit, metrics, figures, model card) to mlruns/ (model/training/tracking.py).
+MLFLOW_UI_VENV := .cache/mlflow-ui
+MLFLOW_PORT ?= 5000
+.PHONY: runs readme-runs mlflow-ui
+runs: venv  ## compare the tracked runs of python -m model train and make eval-sources (mlruns/)
+	@$(PY) -m model runs
+
+readme-runs: venv  ## regenerate README.md's tables of tracked runs from mlruns/
+	$(PY) -m model runs --update-readme README.md
+
+mlflow-ui: venv  ## browse mlruns/ in MLflow's web UI on 127.0.0.1:MLFLOW_PORT (installs the full mlflow once, in its own venv)
+	@test -x $(MLFLOW_UI_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \
+	  $(MLFLOW_UI_VENV)/bin/pip install -q "mlflow==$$($(PY) -c 'import mlflow; print(mlflow.__version__)')"; }
+	$(MLFLOW_UI_VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT)
+
 # The whole backbone fine-tuned on freshly augmented images (model/training/full.py): hours on 2 CPU cores,
 # minutes on a GPU (README). Writes a new version and points models/latest at it.
 FULL_EPOCHS ?= 20
@@ -211,7 +228,7 @@ lint-imports: venv  ## check the architecture's import contracts (pyproject.toml
 	$(VENV)/bin/lint-imports
 
 .PHONY: clean
-clean:  ## remove generated data, models and reports (keeps the fetched FlightGear package)
+clean:  ## remove generated data, models and reports (keeps the fetched FlightGear package and the tracked runs, mlruns/)
 	rm -rf $(SYNTH_DIR) data/processed $(MODELS) $(REPORTS)
 
 -include mk/*.mk

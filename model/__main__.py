@@ -1,4 +1,4 @@
-"""Command line: ``python -m model {train,evaluate,score,info} ...`` (``--help`` on each)."""
+"""Command line: ``python -m model {train,evaluate,score,info,runs} ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,20 @@ def _info(args) -> int:
     return 0
 
 
+def _runs(args) -> int:
+    from .training import tracking
+
+    if args.update_readme:
+        changed = tracking.update_readme(args.update_readme)
+        print(f"{args.update_readme}: {', '.join(changed) if changed else 'no runs blocks'} regenerated")
+        return 0
+    experiments = (tracking.TRAIN_EXPERIMENT, tracking.SOURCES_EXPERIMENT) if args.experiment == "all" \
+        else (args.experiment,)
+    for e in experiments:
+        print(f"## {e}\n\n{tracking.runs_table(e, label=args.label)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import backbones
 
@@ -226,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
     i.set_defaults(func=_info)
 
+    r = sub.add_parser("runs", help="compare the tracked training runs (MLflow store mlruns/, or MLFLOW_TRACKING_URI)")
+    r.add_argument("--experiment", default="all", choices=("all", "train", "eval-sources"),
+                   help="train: python -m model train runs; eval-sources: make eval-sources runs")
+    r.add_argument("--label", default=None, help="only runs whose name starts with this")
+    r.add_argument("--update-readme", metavar="MARKDOWN", default=None,
+                   help="instead of printing: regenerate the <!-- runs:EXPERIMENT --> blocks of this file")
+    r.set_defaults(func=_runs)
     return p
 
 

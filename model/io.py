@@ -77,14 +77,24 @@ def write_npy(path: Path, array) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (temp file in the same folder, mode 0644, then ``os.replace``),
+    so a reader never sees half of it."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; model files must be readable by the serving user
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (indented, keys sorted, final newline; :func:`write_text`)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: dict,

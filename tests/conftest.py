@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,20 @@ from api.smoke import Server
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()
 SMOKE_DIR = SHARED / "data" / "smoke-airliners"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_store(tmp_path_factory) -> Path:
+    """Every training run of the tests (in this process and in the commands it starts) logs to a
+    temporary MLflow store, never to the project's mlruns/ (``MLFLOW_TRACKING_URI``)."""
+    store = tmp_path_factory.mktemp("mlruns")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    yield store
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@
 - :mod:`.features`: the on-disk cache of frozen backbone features;
 - :mod:`.augment`: photo-like views (Pillow) and Keras-layer augmentation;
 - :mod:`.weighting`: class, family, domain and source weights;
-- :mod:`.calibration`: temperature scaling.
+- :mod:`.calibration`: temperature scaling;
+- :mod:`.tracking`: every run logged to MLflow's local store (``mlruns/``, ``make runs``).
 
 The networks are :mod:`model.backbones`; what serving and scoring import lives at :mod:`model`
 itself and never imports this package (``pyproject.toml``'s import-linter contracts).

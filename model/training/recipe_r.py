@@ -11,6 +11,7 @@ The trained model is exported as a model version whose stage 1 outputs
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -60,8 +61,31 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
                      batch_size: int = R_ORIGINAL_BATCH_SIZE, seed: int = 0, verbose: int = 2) -> Path:
     """Train the R recipe on the Airbus/Boeing rows of ``data``; returns the exported version folder.
 
-    ``validation_steps`` follows R (50 batches, capped by the validation split's size).
+    ``validation_steps`` follows R (50 batches, capped by the validation split's size). Tracked as
+    one MLflow run of experiment ``train`` named after the version (:mod:`model.training.tracking`).
     """
+    from . import tracking
+
+    version = mio.new_version()
+    params = {"recipe": "r-original", "data": data, "weights": weights, "epochs": epochs,
+              "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "seed": seed,
+              "backbone": "vgg16", "image_size": pp.R_ORIGINAL_SPEC.height,
+              **tracking.dataset_fingerprints(data)}
+    with tracking.start(tracking.TRAIN_EXPERIMENT, version, extra_params=params,
+                        flags=f"--recipe r-original --weights {weights or 'none'} --epochs {epochs}") as run:
+        path = _train_r_original(data, models_dir, weights, epochs, steps_per_epoch, batch_size, seed, verbose,
+                                 version)
+        metrics = json.loads((path / mio.METRICS).read_text())
+        run.log_metrics(tracking.version_metrics(metrics))
+        run.log_history(metrics.get("history") or {})
+        run.log_artifact(path / mio.MODEL_CARD)
+        run.log_artifact(path / mio.METRICS)
+    return path
+
+
+def _train_r_original(data: str, models_dir: str, weights: str | None, epochs: int, steps_per_epoch: int,
+                      batch_size: int, seed: int, verbose: int, version: str) -> Path:
+    """:func:`train_r_original`'s work, without the tracking: the exported version folder."""
     import keras
     import tensorflow as tf
 
@@ -95,4 +119,5 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
             f"Weights: {weights or 'random init (offline)'}. Test manufacturer accuracy: {acc:.4f} "
             f"on {len(te)} held-out images.\n")
     labels = {"manufacturer": list(CLASSES), "types": {}}
-    return mio.save_version(models_dir, two_class_wrapper(model), {}, labels, spec, metrics, card)
+    return mio.save_version(models_dir, two_class_wrapper(model), {}, labels, spec, metrics, card,
+                            version=version)

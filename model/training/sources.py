@@ -79,13 +79,37 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
         max_test: Airbus/Boeing photos of a held-out origin scored at most (a seeded sample
             stratified by manufacturer and family; :data:`MAX_TEST_PER_ORIGIN`).
     Returns:
-        ``{"label", "config", "folds": {origin: figures}, "mean": {...}, "own_split": ...}``.
+        ``{"label", "config", "folds": {origin: figures}, "mean": {...}, "own_split": ...}``; the
+        run is tracked in MLflow's experiment ``eval-sources`` under ``label``
+        (:mod:`model.training.tracking`).
     Raises:
         ValueError: fewer than two photo origins.
     """
+    from . import tracking
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
+    cfg_dict = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
+    label = label or (" ".join(f"{k}={v}" for k, v in cfg_dict.items()
+                               if k not in ("data", "models_dir", "reports_dir", "verbose", "version")
+                               and v != getattr(defaults, k)) or "defaults")
+    with tracking.start(tracking.SOURCES_EXPERIMENT, label, cfg,
+                        extra_params={"origins": json.dumps(origins), "max_test": max_test}) as run:
+        entry = _eval_sources(cfg, origins, Path(out), label, max_test)
+        run.log_metrics(tracking.flatten_metrics({**entry["folds"], "mean": entry["mean"],
+                                                  "seconds": entry["seconds"],
+                                                  "total_seconds": entry["total_seconds"]}))
+        run.log_artifact(Path(out))
+        run.log_artifact(Path(out).with_suffix(".md"))
+        run.log_new_figures(Path(cfg.reports_dir) / "figures")
+    return entry
+
+
+def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_test: int) -> dict:
+    """:func:`eval_sources`'s work, without the tracking: the report entry (also written to ``out``)."""
     from .. import evaluate as mev
     from .. import io as mio
-    from .train import Prepared, TrainConfig, _log, aircraft_boxes, fit_cascade, prepare
+    from .train import Prepared, _log, aircraft_boxes, fit_cascade, prepare
 
     t0 = time.time()
     prep: Prepared = prepare(cfg)
@@ -119,18 +143,13 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
     mean = {k: (float(np.mean([f[k] for f in folds.values() if f[k] is not None]))
                 if any(f[k] is not None for f in folds.values()) else None)
             for k in ("manufacturer_balanced", "family", "type_top1")}
-    defaults = TrainConfig()
     cfg_dict = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
-    label = label or (" ".join(f"{k}={v}" for k, v in cfg_dict.items()
-                               if k not in ("data", "models_dir", "reports_dir", "verbose", "version")
-                               and v != getattr(defaults, k)) or "defaults")
     entry = {"label": label, "config": cfg_dict, "origins": all_origins, "folds": folds, "mean": mean,
              "seconds": seconds, "total_seconds": round(time.time() - t0, 1)}
-    out = Path(out)
     report = json.loads(out.read_text()) if out.is_file() else {"runs": []}
     report["runs"] = [r for r in report.get("runs", []) if r.get("label") != label] + [entry]
     mio.write_json(out, report)
-    out.with_suffix(".md").write_text(markdown_table(report))
+    mio.write_text(out.with_suffix(".md"), markdown_table(report))
     _log(f"mean over held-out origins: {json.dumps(mean)}; {out}")
     return entry
 

@@ -35,7 +35,7 @@ from .. import data as mdata
 from .. import io as mio
 from .. import preprocessing as pp
 from ..cascade import FAMILY_LEAF_SUFFIX, Cascade, is_type_leaf
-from . import augment
+from . import augment, tracking
 from .calibration import calibrate, calibrated, calibration_report
 from .weighting import class_weights
 
@@ -711,17 +711,31 @@ def choose_aircraft_threshold(prep: Prepared, val_rows: np.ndarray, n_negatives:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several).
+    """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several),
+    tracked as one MLflow run named after the version (:mod:`model.training.tracking`).
 
     Returns:
         The new version folder (``models/<version>``); ``models/latest`` points to it.
     Raises:
         model.data.DatasetError: unusable dataset; ValueError: a split lacks a manufacturer.
     """
+    version = cfg.version or mio.new_version()
+    with tracking.start(tracking.TRAIN_EXPERIMENT, version, cfg) as run:
+        path = _train(cfg, version)
+        metrics = json.loads((path / mio.METRICS).read_text())
+        run.log_metrics(tracking.version_metrics(metrics))
+        run.log_history(metrics.get("history") or {})
+        run.log_artifact(path / mio.MODEL_CARD)
+        run.log_artifact(path / mio.METRICS)
+        run.log_new_figures(Path(cfg.reports_dir) / "figures")
+    return path
+
+
+def _train(cfg: TrainConfig, version: str) -> Path:
+    """:func:`train`'s work, without the tracking: the new version folder."""
     from .. import evaluate as mev
 
     t0 = time.time()
-    version = cfg.version or mio.new_version()
     prep = prepare(cfg)
     df, pixels, spec = prep.df, prep.pixels, prep.spec
     _log(f"version {version}: {len(df)} images ({(df['domain'] == 'photo').sum()} photos), "

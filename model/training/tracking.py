@@ -1,0 +1,352 @@
+"""Every training run tracked in MLflow's local store, and the table that compares them.
+
+``python -m model train`` (experiment ``train``, run name = the version) and ``make eval-sources``
+(experiment ``eval-sources``, run name = the configuration's label) each open one MLflow run and
+log:
+
+- parameters: every :class:`~model.training.train.TrainConfig` field (lists and dicts as JSON),
+  each dataset's fingerprint (``dataset.<folder>``: the first 16 hex digits of the sha256 of its
+  ``metadata.csv``, which lists every image's sha256, and ``dataset.<folder>.rows``), and the git
+  commit of the code (``git_commit``; ``git_dirty`` says whether tracked files differed from it);
+- metrics: the renders' test figures (``renders.*``), the real photos' (``real.*``, per source
+  under ``real.per_source.<source>.*``), the out-of-scope figures, calibration, the train seconds
+  (``train_seconds.*``, ``total_seconds``) and the per-epoch history (``history.*``, step = epoch);
+  for leave-one-source-out, each held-out origin's figures (``<origin>.*``) and their ``mean.*``;
+- artefacts: the figures the run wrote (``figures/``), the model card and ``metrics.json`` (train)
+  or the sources report (eval-sources).
+
+The store is ``mlruns/`` under the working directory (git-ignored): an SQLite database
+``mlruns/mlflow.db`` (MLflow's recommended local backend) and the artefacts under
+``mlruns/artifacts/<experiment>/``. ``MLFLOW_TRACKING_URI`` points elsewhere (the tests use a
+temporary store). ``make runs`` prints :func:`runs_table`; ``make mlflow-ui`` browses the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from scrape.schema import METADATA_FILE
+
+#: Local store folder (relative to the working directory) when ``MLFLOW_TRACKING_URI`` is unset.
+STORE_DIR = Path("mlruns")
+#: Experiment of ``python -m model train`` and of ``make eval-sources``.
+TRAIN_EXPERIMENT = "train"
+SOURCES_EXPERIMENT = "eval-sources"
+#: Sections of a version's ``metrics.json`` logged as metrics, and their metric prefix.
+METRIC_SECTIONS = {"test": "renders", "real": "real", "out_of_scope": "out_of_scope",
+                   "calibration": "calibration", "aircraft_gate": "aircraft_gate",
+                   "train_seconds": "train_seconds"}
+#: Characters MLflow accepts in metric and parameter keys (others become ``_``).
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` when set, else the SQLite database of :data:`STORE_DIR`
+    (``sqlite:////abs/path/mlruns/mlflow.db``; the folder is created)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = STORE_DIR.resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def _experiment_id(client, name: str) -> str:
+    """The id of experiment ``name``, created when missing; with an SQLite store its artefacts go
+    to ``artifacts/<name>/`` beside the database (MLflow's default would be ``./mlruns`` of
+    whatever the working directory is)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    uri, location = client.tracking_uri, None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def dataset_fingerprints(data: str | list[str]) -> dict[str, str]:
+    """Parameters that pin each dataset: ``{"dataset.<folder>": sha256[:16], "dataset.<folder>.rows": n}``.
+
+    Args:
+        data: dataset folder(s) or ``metadata.csv`` file(s), as ``--data`` takes them.
+    Returns:
+        Two entries per dataset; the fingerprint is the first 16 hex digits of the sha256 of the
+        CSV's bytes (the CSV holds each image's sha256, so it changes when any image does). A
+        dataset without a CSV is left out (reading it fails with its own error).
+    """
+    out: dict[str, str] = {}
+    for d in [data] if isinstance(data, (str, os.PathLike)) else data:
+        csv = Path(d) / METADATA_FILE if Path(d).is_dir() else Path(d)
+        if not csv.is_file():
+            continue
+        raw = csv.read_bytes()
+        name = _key(csv.parent.name)
+        out[f"dataset.{name}"] = hashlib.sha256(raw).hexdigest()[:16]
+        out[f"dataset.{name}.rows"] = str(max(raw.count(b"\n") - 1, 0))
+    return out
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{"git_commit": <sha>, "git_dirty": "true"|"false"}`` of the checkout holding this code;
+    ``"unknown"`` where there is no git or no repository (an installed wheel, an image)."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=where, capture_output=True,
+                               timeout=30).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": sha, "git_dirty": str(dirty).lower()}
+
+
+def config_params(cfg) -> dict[str, str]:
+    """Every field of a ``TrainConfig`` dataclass as a parameter string (lists and dicts as
+    sorted JSON, ``None`` as ``"None"``)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = json.dumps(v, sort_keys=True, default=str) if isinstance(v, (list, tuple, dict)) else str(v)
+    return out
+
+
+def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """Every finite int/float leaf of nested dicts as ``{"<prefix>.<key>.<key>": value}``
+    (booleans, strings, ``None`` and lists are left out; keys made MLflow-safe)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}.{_key(k)}" if prefix else _key(k)
+        if isinstance(v, dict):
+            out.update(flatten_metrics(v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = float(v)
+    return out
+
+
+def version_metrics(metrics: dict) -> dict[str, float]:
+    """The metrics of a version's ``metrics.json`` that a training run logs (:data:`METRIC_SECTIONS`,
+    ``total_seconds``)."""
+    out: dict[str, float] = {}
+    for section, prefix in METRIC_SECTIONS.items():
+        if isinstance(metrics.get(section), dict):
+            out.update(flatten_metrics(metrics[section], prefix))
+    if isinstance(metrics.get("total_seconds"), (int, float)):
+        out["total_seconds"] = float(metrics["total_seconds"])
+    return out
+
+
+def _key(k) -> str:
+    return _KEY_UNSAFE.sub("_", str(k)) or "_"
+
+
+class Run:
+    """One open MLflow run (:func:`start`): log metrics, the per-epoch history and artefacts."""
+
+    def __init__(self, client, run_id: str, started: float):
+        self.client, self.run_id, self.started = client, run_id, started
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        """Log ``{key: value}`` at step 0 (in batches of 1,000, MLflow's limit per call)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for s in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[s:s + 1000])
+
+    def log_history(self, history: dict, prefix: str = "history") -> None:
+        """Per-epoch curves ``{name: [value per epoch]}`` (nested dicts per stage allowed) as
+        metrics with step = epoch index."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = []
+        for k, v in history.items():
+            if isinstance(v, dict):
+                self.log_history(v, f"{prefix}.{_key(k)}")
+            elif isinstance(v, (list, tuple)):
+                items += [Metric(f"{prefix}.{_key(k)}", float(x), now, i) for i, x in enumerate(v)
+                          if isinstance(x, (int, float)) and math.isfinite(x)]
+        for s in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[s:s + 1000])
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        """Copy a file into the run's artefacts (under ``folder``); a missing file is skipped."""
+        if Path(path).is_file():
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_new_figures(self, figures_dir: str | os.PathLike) -> None:
+        """Every PNG under ``figures_dir`` written since the run started, into ``figures/``."""
+        for p in sorted(Path(figures_dir).glob("*.png")):
+            if p.stat().st_mtime >= self.started - 1:
+                self.log_artifact(p, "figures")
+
+
+@contextlib.contextmanager
+def start(experiment: str, run_name: str, cfg=None, extra_params: dict | None = None,
+          flags: str | None = None) -> Iterator[Run]:
+    """Open a run in ``experiment`` of :func:`tracking_uri`, log its parameters (``cfg``'s fields,
+    the datasets' fingerprints, the git commit, ``extra_params``) and yield a :class:`Run`. The
+    run ends FINISHED, or FAILED when the block raises (the exception goes on). Its ``flags`` tag
+    (the table's column) is ``flags``, else :func:`config_flags` of ``cfg``.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the store cannot be opened.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Param, RunStatus
+
+    client = MlflowClient(tracking_uri=tracking_uri())
+    params = {**(config_params(cfg) if cfg is not None else {}),
+              **(dataset_fingerprints(cfg.data) if cfg is not None else {}),
+              **git_commit(), **{k: str(v) for k, v in (extra_params or {}).items()}}
+    started = time.time()
+    tags = {"mlflow.source.name": "python -m model train"}
+    if flags is not None or cfg is not None:
+        tags["flags"] = flags if flags is not None else config_flags(cfg)
+    mlrun = client.create_run(_experiment_id(client, experiment), run_name=run_name, tags=tags)
+    run_id = mlrun.info.run_id
+    try:
+        items = [Param(_key(k), v) for k, v in params.items()]
+        for s in range(0, len(items), 100):  # MLflow's limit of parameters per call
+            client.log_batch(run_id, params=items[s:s + 100])
+        yield Run(client, run_id, started)
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+# ------------------------------------------------------------------ the comparison table
+
+#: Columns of :func:`runs_table` per experiment: header → (kind, metric/parameter key(s)).
+TRAIN_COLUMNS = {
+    "real balanced": ("metric", "metrics.real.manufacturer_balanced_accuracy"),
+    "Airbus / Boeing": ("pair", ("metrics.real.recall.Airbus", "metrics.real.recall.Boeing")),
+    "family": ("metric", "metrics.real.family_accuracy"),
+    "type top-1 / top-3": ("pair", ("metrics.real.type_top1", "metrics.real.type_top3")),
+    "ECE": ("metric", "metrics.real.ece"),
+    "renders balanced": ("metric", "metrics.renders.manufacturer_balanced_accuracy"),
+    "train s": ("seconds", "metrics.total_seconds"),
+}
+SOURCES_COLUMNS = {
+    "**mean balanced**": ("metric", "metrics.mean.manufacturer_balanced"),
+    "mean family": ("metric", "metrics.mean.family"),
+    "mean type": ("metric", "metrics.mean.type_top1"),
+    "s": ("seconds", "metrics.total_seconds"),
+}
+#: ``TrainConfig`` fields that are not flags (shown in their own columns, or paths and bookkeeping).
+_NOT_FLAGS = {"data", "models_dir", "reports_dir", "verbose", "version", "backbone", "image_size", "extra"}
+
+
+def search(experiment: str):
+    """Every run of ``experiment`` as a DataFrame (``mlflow.search_runs``: ``params.*``,
+    ``metrics.*``, ``tags.*`` columns), oldest first; empty when the experiment does not exist."""
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return pd.DataFrame()
+    mlflow.set_tracking_uri(tracking_uri())
+    df = mlflow.search_runs(experiment_ids=[found.experiment_id], order_by=["attributes.start_time ASC"])
+    return df.reset_index(drop=True)
+
+
+def config_flags(cfg) -> str:
+    """The fields of a ``TrainConfig`` that differ from its defaults, as ``python -m model train``
+    flags (``--photo-views 2 --view-styles``; paths, the backbone and the size left out,
+    ``--type-epochs`` only where it differs from ``--epochs``); ``"(defaults)"`` when none do."""
+    params, defaults = config_params(cfg), config_params(type(cfg)())
+    out = []
+    for name, v in params.items():
+        if name in _NOT_FLAGS or v == defaults[name] or (name == "type_epochs" and v == params["epochs"]):
+            continue
+        flag = "--" + name.replace("_", "-")
+        out.append(flag if v == "True" else f"{flag} {v}")
+    return " ".join(out) or "(defaults)"
+
+
+def _fmt(v, kind: str = "metric") -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return "–"
+    return f"{v:.0f}" if kind == "seconds" else f"{v:.3f}"
+
+
+def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None) -> str:
+    """A Markdown table comparing the finished runs of ``experiment`` (``train`` or
+    ``eval-sources``), oldest first: each run's name, commit (``+``: uncommitted changes),
+    backbone, size, datasets, the flags that differ from the defaults (:func:`config_flags`, the
+    run's ``flags`` tag), and its figures (eval-sources: each
+    held-out origin's balanced / family / type top-1, then their means). ``label``: only runs whose
+    name starts with it. A one-line message when there is none."""
+    import pandas as pd
+
+    df = search(experiment)
+    if not df.empty:
+        df = df[df["status"] == "FINISHED"]
+        if label:
+            df = df[df["tags.mlflow.runName"].str.startswith(label)]
+    if df.empty:
+        return f"No finished runs in experiment {experiment!r} of {tracking_uri()}.\n"
+    origins = sorted({c.split(".")[1] for c in df.columns
+                      if c.startswith("metrics.") and c.endswith(".manufacturer_balanced")} - {"mean"})
+    rows = []
+    for _, r in df.iterrows():
+        r = r.to_dict()
+        row = {"run": r.get("tags.mlflow.runName", ""),
+               "commit": str(r.get("params.git_commit") or "")[:8] + ("+" if r.get("params.git_dirty") == "true" else ""),
+               "backbone, px": f"{r.get('params.backbone')} {r.get('params.image_size')}",
+               "data": " ".join(sorted(c[len("params.dataset."):] for c, v in r.items()
+                                       if c.startswith("params.dataset.") and not c.endswith(".rows")
+                                       and isinstance(v, str))),
+               "flags": r.get("tags.flags") if isinstance(r.get("tags.flags"), str) else ""}
+        for o in origins:
+            row[f"{o}: balanced / family / type"] = " / ".join(_fmt(r.get(f"metrics.{o}.{m}")) for m in ("manufacturer_balanced", "family", "type_top1"))
+        for header, (kind, key) in (SOURCES_COLUMNS if experiment == SOURCES_EXPERIMENT else TRAIN_COLUMNS).items():
+            row[header] = " / ".join(_fmt(r.get(k)) for k in key) if kind == "pair" else _fmt(r.get(key), kind)
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
+
+
+#: A generated block of a Markdown file: ``<!-- runs:<experiment> [label=<prefix>] -->`` … ``<!-- /runs -->``.
+_BLOCK = re.compile(r"(<!-- runs:(?P<experiment>[\w-]+)(?: label=(?P<label>[^>]*?))? -->\n)(?P<body>.*?)(<!-- /runs -->)",
+                    re.S)
+
+
+def update_readme(path: str | os.PathLike) -> list[str]:
+    """Regenerate every ``<!-- runs:<experiment> [label=<prefix>] -->`` … ``<!-- /runs -->`` block of
+    a Markdown file with :func:`runs_table` of that experiment (``make readme-runs``). The file is
+    rewritten atomically (temporary file, then rename), and only when a block changed.
+
+    Returns:
+        The experiments of the blocks found (in order).
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    from ..io import write_text
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    found: list[str] = []
+
+    def table(m: re.Match) -> str:
+        found.append(m["experiment"])
+        label = (m["label"] or "").strip() or None
+        return m.group(1) + runs_table(m["experiment"], label=label) + m.group(5)
+
+    new = _BLOCK.sub(table, text)
+    if new != text:
+        write_text(path, new)
+    return found
