@@ -51,6 +51,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    import time
+
     import numpy as np
 
     from . import data as mdata
@@ -59,6 +61,7 @@ def _evaluate(args) -> int:
     from . import io as mio
     from .cascade import Cascade
 
+    started = time.time()
     cascade = Cascade.load(args.model_dir, threshold=args.threshold)
     df = mdata.assign_splits(mdata.read_metadata(args.data), seed=args.seed)
     df = df[(df["split"] == args.split) & df["manufacturer"].isin(cascade.manufacturers)].reset_index(drop=True)
@@ -94,6 +97,12 @@ def _evaluate(args) -> int:
                               for k, v in (cascade.info or {}).get("metrics", {}).get("calibration", {}).items()}
     reports.mkdir(parents=True, exist_ok=True)
     mio.write_json(reports / "metrics.json", metrics)
+    from .training import tracking
+
+    run = tracking.find(tracking.TRAIN_EXPERIMENT, cascade.version, since=started)
+    if run is not None:  # the version's training run gets the evaluation's report and figures
+        run.log_artifact(reports / "metrics.json", f"evaluate-{args.split}")
+        run.log_new_figures(reports / "figures", f"evaluate-{args.split}/figures")
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
     return 0
 
@@ -216,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a version on a split; writes reports/metrics.json")
+    e = sub.add_parser("evaluate", help="evaluate a version on a split; writes reports/metrics.json (also into the "
+                                         "version's tracked training run, when the store has it)")
     e.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
     e.add_argument("--data", nargs="+", default=["data/raw/synth"], help="dataset folder(s) or CSV(s)")
     e.add_argument("--split", default="test", choices=("train", "validation", "test"))

@@ -13,7 +13,8 @@ log:
   (``train_seconds.*``, ``total_seconds``) and the per-epoch history (``history.*``, step = epoch);
   for leave-one-source-out, each held-out origin's figures (``<origin>.*``) and their ``mean.*``;
 - artefacts: the figures the run wrote (``figures/``), the model card and ``metrics.json`` (train)
-  or the sources report (eval-sources).
+  or the sources report (eval-sources). ``python -m model evaluate`` (``make evaluate``) adds its
+  report and confusion matrices to the version's run (``evaluate-<split>/``).
 
 The store is ``mlruns/`` under the working directory (git-ignored): an SQLite database
 ``mlruns/mlflow.db`` (MLflow's recommended local backend) and the artefacts under
@@ -156,27 +157,25 @@ class Run:
         self.client, self.run_id, self.started = client, run_id, started
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Log ``{key: value}`` at step 0 (in batches of 1,000, MLflow's limit per call)."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        for s in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[s:s + 1000])
+        """Log ``{key: value}`` at step 0."""
+        self._log([(k, v, 0) for k, v in metrics.items()])
 
     def log_history(self, history: dict, prefix: str = "history") -> None:
         """Per-epoch curves ``{name: [value per epoch]}`` (nested dicts per stage allowed) as
-        metrics with step = epoch index."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = []
+        metrics with step = epoch index (non-finite values left out)."""
         for k, v in history.items():
             if isinstance(v, dict):
                 self.log_history(v, f"{prefix}.{_key(k)}")
             elif isinstance(v, (list, tuple)):
-                items += [Metric(f"{prefix}.{_key(k)}", float(x), now, i) for i, x in enumerate(v)
-                          if isinstance(x, (int, float)) and math.isfinite(x)]
+                self._log([(f"{prefix}.{_key(k)}", x, i) for i, x in enumerate(v)
+                           if isinstance(x, (int, float)) and math.isfinite(x)])
+
+    def _log(self, points: list[tuple[str, float, int]]) -> None:
+        """``(key, value, step)`` points, in batches of 1,000 (MLflow's limit per call)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v, step in points]
         for s in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[s:s + 1000])
 
@@ -185,11 +184,26 @@ class Run:
         if Path(path).is_file():
             self.client.log_artifact(self.run_id, str(path), folder)
 
-    def log_new_figures(self, figures_dir: str | os.PathLike) -> None:
-        """Every PNG under ``figures_dir`` written since the run started, into ``figures/``."""
+    def log_new_figures(self, figures_dir: str | os.PathLike, folder: str = "figures") -> None:
+        """Every PNG under ``figures_dir`` written since :attr:`started`, into ``folder``."""
         for p in sorted(Path(figures_dir).glob("*.png")):
             if p.stat().st_mtime >= self.started - 1:
-                self.log_artifact(p, "figures")
+                self.log_artifact(p, folder)
+
+
+def find(experiment: str, run_name: str, since: float) -> Run | None:
+    """The newest run of ``experiment`` named ``run_name`` (a version's training run), to add
+    artefacts to after it ended (``python -m model evaluate``); :attr:`Run.started` = ``since``.
+    ``None`` when there is none (a version trained before tracking, or elsewhere)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string=f"attributes.run_name = '{run_name}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return Run(client, runs[0].info.run_id, since) if runs else None
 
 
 @contextlib.contextmanager
