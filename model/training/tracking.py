@@ -7,7 +7,7 @@ log:
 - parameters: every :class:`~model.training.train.TrainConfig` field (lists and dicts as JSON),
   each dataset's fingerprint (``dataset.<folder>``: the first 16 hex digits of the sha256 of its
   ``metadata.csv``, which lists every image's sha256, and ``dataset.<folder>.rows``), and the git
-  commit of the code (``git_commit``; ``git_dirty`` says whether tracked files differed from it);
+  commit of the code (``git_commit``; ``git_dirty`` says whether tracked code differed from it);
 - metrics: the renders' test figures (``renders.*``), the real photos' (``real.*``, per source
   under ``real.per_source.<source>.*``), the out-of-scope figures, calibration, the train seconds
   (``train_seconds.*``, ``total_seconds``) and the per-epoch history (``history.*``, step = epoch);
@@ -98,14 +98,15 @@ def dataset_fingerprints(data: str | list[str]) -> dict[str, str]:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> dict[str, str]:
-    """``{"git_commit": <sha>, "git_dirty": "true"|"false"}`` of the checkout holding this code;
-    ``"unknown"`` where there is no git or no repository (an installed wheel, an image)."""
+    """``{"git_commit": <sha>, "git_dirty": "true"|"false"}`` of the checkout holding this code
+    (dirty: a tracked file other than Markdown differs from the commit); ``"unknown"`` where there
+    is no git or no repository (an installed wheel, an image)."""
     where = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=where, capture_output=True,
-                               timeout=30).returncode != 0
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ":/", ":(exclude,top)*.md"], cwd=where,
+                               capture_output=True, timeout=30).returncode != 0
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": sha, "git_dirty": str(dirty).lower()}
