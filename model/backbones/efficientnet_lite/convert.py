@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ...io import sha256_file
+from ...io import sha256_file, write_text
 from ..base import WeightsUnavailableError
 from .network import VARIANTS, LiteVariant, block_names, build_efficientnet_lite, stage_args, variant
 
@@ -190,18 +190,6 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def sidecar_path(weights_path: str | os.PathLike) -> Path:
     """``<weights>.sha256``, in ``sha256sum`` format (``sha256sum -c`` checks it)."""
     p = Path(weights_path)
@@ -274,7 +262,7 @@ def convert(name: str | LiteVariant = "lite0", out: str | os.PathLike | None = N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _atomic_write_text(sidecar_path(out), f"{digest}  {out.name}\n")
+    write_text(sidecar_path(out), f"{digest}  {out.name}\n")
     return out
 
 
