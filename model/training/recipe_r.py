@@ -11,7 +11,6 @@ The trained model is exported as a model version whose stage 1 outputs
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -75,11 +74,7 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
                         flags=f"--recipe r-original --weights {weights or 'none'} --epochs {epochs}") as run:
         path = _train_r_original(data, models_dir, weights, epochs, steps_per_epoch, batch_size, seed, verbose,
                                  version)
-        metrics = json.loads((path / mio.METRICS).read_text())
-        run.log_metrics(tracking.version_metrics(metrics))
-        run.log_history(metrics.get("history") or {})
-        run.log_artifact(path / mio.MODEL_CARD)
-        run.log_artifact(path / mio.METRICS)
+        run.log_version(path)
     return path
 
 

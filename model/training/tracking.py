@@ -137,14 +137,10 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 def version_metrics(metrics: dict) -> dict[str, float]:
     """The metrics of a version's ``metrics.json`` that a training run logs (:data:`METRIC_SECTIONS`,
+    a section that is one number, e.g. the R recipe's ``train_seconds``, under its prefix alone;
     ``total_seconds``)."""
-    out: dict[str, float] = {}
-    for section, prefix in METRIC_SECTIONS.items():
-        if isinstance(metrics.get(section), dict):
-            out.update(flatten_metrics(metrics[section], prefix))
-    if isinstance(metrics.get("total_seconds"), (int, float)):
-        out["total_seconds"] = float(metrics["total_seconds"])
-    return out
+    sections = {prefix: metrics[section] for section, prefix in METRIC_SECTIONS.items() if section in metrics}
+    return flatten_metrics({**sections, "total_seconds": metrics.get("total_seconds")})
 
 
 def _key(k) -> str:
@@ -184,6 +180,23 @@ class Run:
         """Copy a file into the run's artefacts (under ``folder``); a missing file is skipped."""
         if Path(path).is_file():
             self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_version(self, version_dir: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> dict:
+        """What a training run logs of the version it exported: the metrics of its ``metrics.json``
+        (:func:`version_metrics`) and their per-epoch history, the model card and ``metrics.json``
+        as artefacts, and the figures written since the run started (``figures_dir``). Returns the
+        version's metrics."""
+        from ..io import METRICS, MODEL_CARD
+
+        version_dir = Path(version_dir)
+        metrics = json.loads((version_dir / METRICS).read_text())
+        self.log_metrics(version_metrics(metrics))
+        self.log_history(metrics.get("history") or {})
+        self.log_artifact(version_dir / MODEL_CARD)
+        self.log_artifact(version_dir / METRICS)
+        if figures_dir is not None:
+            self.log_new_figures(figures_dir)
+        return metrics
 
     def log_new_figures(self, figures_dir: str | os.PathLike, folder: str = "figures") -> None:
         """Every PNG under ``figures_dir`` written since :attr:`started`, into ``folder``."""

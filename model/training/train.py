@@ -722,12 +722,7 @@ def train(cfg: TrainConfig) -> Path:
     version = cfg.version or mio.new_version()
     with tracking.start(tracking.TRAIN_EXPERIMENT, version, cfg) as run:
         path = _train(cfg, version)
-        metrics = json.loads((path / mio.METRICS).read_text())
-        run.log_metrics(tracking.version_metrics(metrics))
-        run.log_history(metrics.get("history") or {})
-        run.log_artifact(path / mio.MODEL_CARD)
-        run.log_artifact(path / mio.METRICS)
-        run.log_new_figures(Path(cfg.reports_dir) / "figures")
+        run.log_version(path, Path(cfg.reports_dir) / "figures")
     return path
 
 
