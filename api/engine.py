@@ -5,23 +5,25 @@ Each gunicorn worker builds its own :class:`Engine` when the app is created (aft
 TensorFlow never runs in the master). Loading runs in a background thread so ``/healthz`` answers
 at once and ``/readyz`` turns 200 only when the models are loaded and warmed up.
 
-Micro-batching: request threads put preprocessed images on a queue; one batcher thread takes up
-to ``max_batch_size`` images, runs one forward pass and hands each request its rows. After the
-first image it keeps collecting for at most ``max_batch_wait_ms``, but only while another
+Micro-batching: request threads put prepared images (:class:`model.pipeline.Inputs`) on a queue;
+one batcher thread takes up to ``max_batch_size`` of them, runs one batched step of the inference
+pipeline (:class:`model.pipeline.Pipeline`) and hands each request its answer. After the first
+image it keeps collecting for at most ``max_batch_wait_ms``, but only while another
 classification request is in the worker and has not submitted its images yet
 (:meth:`Engine.expect`; it is reading or decoding them): a lone request is never delayed by the
 wait, and under load the batch fills with the requests already in the worker.
 
-Two kinds of work (:data:`LOCATE`, :data:`CLASSIFY`): a version with a localizer that crops to
-its box (``PreprocessingSpec.crop``) answers in two phases, each batched across requests — the localizer on the whole images (:meth:`Engine.submit_locate`),
-then the classifier on the crops (:meth:`Engine.submit`); the request threads do every per-image
-CPU step in between (decode, localizer input, box, crop and resize: :func:`api.inference.run`), so
-the batcher thread only runs forward passes. A batch holds one kind; items of the other kind that
+The engine decides nothing about an answer: what is computed is the pipeline's. Two kinds of
+work (:data:`LOCATE`, :data:`CLASSIFY`) follow the pipeline's batched steps: a version that crops
+to the aircraft (:attr:`model.pipeline.Pipeline.two_phase`) answers in two phases, each batched
+across requests — :meth:`~model.pipeline.Pipeline.locate` on the whole images, then
+:meth:`~model.pipeline.Pipeline.forward` on the crops; the request threads run the per-image CPU
+steps (:meth:`~model.pipeline.Pipeline.prepare`, :meth:`~model.pipeline.Pipeline.crop`), so the
+batcher thread only runs forward passes. A batch holds one kind; items of the other kind that
 arrive while a batch is being collected are held back and start the next batch. Expectations are
 per kind (``expect(kind)``): while collecting a batch the batcher waits only for requests about to
-submit work of that kind. Without a localizer every request is one :data:`CLASSIFY` phase; with a
-localizer that only gates (no crop, the default), too: each item carries the localizer's input
-beside the classifier's, and the batcher runs both models on the batch.
+submit work of that kind. Every other version answers in one :data:`CLASSIFY` phase (a localizer
+that only gates runs inside ``forward``, on the same batch).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import threading
 import time
 from concurrent.futures import Future
 
-import numpy as np
 
 #: Work kinds of the batcher: the localizer on whole images, the cascade on (cropped) inputs.
 LOCATE = "locate"
@@ -40,13 +41,13 @@ KINDS = (LOCATE, CLASSIFY)
 
 
 class _Item:
-    """One image queued for the batcher: ``kind``, its input row, and what the answer needs."""
+    """One image queued for the batcher: ``kind``, its :class:`model.pipeline.Inputs`, its future
+    and the ``top_k`` its answer lists."""
 
-    __slots__ = ("kind", "row", "top_k", "future", "box", "aircraft", "loc")
+    __slots__ = ("kind", "inputs", "top_k", "future")
 
-    def __init__(self, kind, row, future, top_k=3, box=None, aircraft=None, loc=None):
-        self.kind, self.row, self.future = kind, row, future
-        self.top_k, self.box, self.aircraft, self.loc = top_k, box, aircraft, loc
+    def __init__(self, kind, inputs, future, top_k=3):
+        self.kind, self.inputs, self.future, self.top_k = kind, inputs, future, top_k
 
 
 class NotReady(RuntimeError):
@@ -76,7 +77,8 @@ class Engine:
         self.on_batch = on_batch
         self.on_loaded = on_loaded
         self.ready_wait_s = max(0.0, float(ready_wait_s))
-        self.cascade = None
+        self.pipeline = None  # model.pipeline.Pipeline, once loaded
+        self.cascade = None  # its model.cascade.Cascade (version, labels, spec)
         self.state = "loading"
         self.reason = "models are loading"
         self.load_seconds: float | None = None
@@ -97,12 +99,12 @@ class Engine:
     def _load(self) -> None:
         t = time.perf_counter()
         try:
-            from model.cascade import Cascade
+            from model.pipeline import Pipeline  # deferred: TensorFlow start-up, in the loader thread
 
-            cascade = Cascade.load(self.model_dir, threshold=self.threshold)
+            pipeline = Pipeline.load(self.model_dir, threshold=self.threshold)
             if self.warmup:
-                cascade.warm_up(batch_sizes=sorted({1, self.max_batch_size}))
-            self.cascade = cascade
+                pipeline.warm_up(batch_sizes=sorted({1, self.max_batch_size}))
+            self.pipeline, self.cascade = pipeline, pipeline.cascade
             self.state, self.reason = "ready", "ok"
         except Exception as e:  # noqa: BLE001 - any failure is reported by /readyz
             self.state, self.reason = "failed", f"{type(e).__name__}: {e}"
@@ -134,22 +136,15 @@ class Engine:
         return self.cascade.spec
 
     @property
-    def has_localizer(self) -> bool:
-        """The loaded version has a localizer (False while loading)."""
-        return self.ready and self.cascade.localizer is not None
-
-    @property
     def two_phase(self) -> bool:
-        """Requests answer in two phases: the version has a localizer *and* crops to its box, so
-        the classifier's input waits for the localizer's map. A localizer without a crop rule
-        (the default) only gates: its input and the classifier's are ready together and go in
-        one :data:`CLASSIFY` item (:meth:`submit` with ``x_loc``). False while loading."""
-        return self.has_localizer and self.cascade.crop_rule is not None
+        """Requests answer in two phases (:attr:`model.pipeline.Pipeline.two_phase`: the version
+        crops to the localizer's box, so the classifier's input waits for the localizer's map);
+        False while loading."""
+        return self.ready and self.pipeline.two_phase
 
     def expect(self, kind: str = CLASSIFY) -> None:
-        """Announce a request that will submit images of ``kind`` (:data:`LOCATE` through
-        :meth:`submit_locate`, :data:`CLASSIFY` through :meth:`submit`) soon: the batcher waits
-        for it while collecting a batch of that kind."""
+        """Announce a request that will submit images of ``kind`` (:meth:`submit`) soon: the batcher
+        waits for it while collecting a batch of that kind."""
         with self._pending_lock:
             self._pending[kind] += 1
 
@@ -158,71 +153,32 @@ class Engine:
         with self._pending_lock:
             self._pending[kind] = max(0, self._pending[kind] - 1)
 
-    def submit(self, x: np.ndarray, top_k: int = 3, boxes: list | None = None,
-               aircraft: list | None = None, x_loc: np.ndarray | None = None) -> list[Future]:
-        """Queue preprocessed images for the classifier (:data:`CLASSIFY`).
+    def submit(self, batch: list, kind: str = CLASSIFY, top_k: int = 3) -> list[Future]:
+        """Queue prepared images (:class:`model.pipeline.Inputs`, :meth:`model.pipeline.Pipeline.prepare`)
+        for one batched step of the pipeline.
 
         Args:
-            x: float32 ``(n, H, W, 3)`` (see ``self.spec``): whole images, or cut to their box.
-            top_k: pairs listed per image. boxes: per image the box it was cut to
-                (``[left, top, right, bottom]`` in the uploaded image's pixels) or ``None``;
-                aircraft: per image the localizer's aircraft probability (float in [0, 1]) or
-                ``None``; both default to all ``None`` (a version without localizer). See
-                :meth:`model.cascade.Cascade.predict`. x_loc: float32 ``(n, S, S, 3)``, the
-                localizer's inputs of the same images (a version whose localizer only gates):
-                the batcher runs the localizer on them right before the classifier, in the same
-                batch, and ``aircraft`` comes from it.
+            batch: the inputs, one per image.
+            kind: :data:`CLASSIFY` (:meth:`model.pipeline.Pipeline.forward`: the gate when the
+                version has one, the cascade, the answer; two-phase inputs must have been cropped)
+                or :data:`LOCATE` (:meth:`model.pipeline.Pipeline.locate`: the localizer on the
+                whole images, before the crop).
+            top_k: pairs listed per answer (:data:`CLASSIFY`).
         Returns:
-            One future per image, resolving to its result dict (see
-            :meth:`model.cascade.Cascade.predict`) or to the forward pass's exception.
+            One future per image, resolving for :data:`CLASSIFY` to its answer dict (see
+            :meth:`model.cascade.Cascade.predict`), for :data:`LOCATE` to its ``Inputs`` with
+            ``aircraft`` and ``cam`` set; or to the forward pass's exception (``RuntimeError`` for
+            :data:`LOCATE` on a version without localizer).
         Raises:
             NotReady: models not loaded (see :meth:`ensure_ready`).
         """
         self.ensure_ready()
         futures = []
-        for i, row in enumerate(x):
+        for inputs in batch:
             f: Future = Future()
-            self._queue.put(_Item(CLASSIFY, row, f, top_k, None if boxes is None else boxes[i],
-                                  None if aircraft is None else aircraft[i],
-                                  None if x_loc is None else x_loc[i]))
+            self._queue.put(_Item(kind, inputs, f, top_k))
             futures.append(f)
         return futures
-
-    def submit_locate(self, x_loc: np.ndarray) -> list[Future]:
-        """Queue whole images for the localizer (:data:`LOCATE`).
-
-        Args:
-            x_loc: float32 ``(n, S, S, 3)`` in [0, 1] (:meth:`model.cascade.Cascade.localizer_input`).
-        Returns:
-            One future per image, resolving to ``(aircraft, cam)``: the aircraft probability
-            (float in [0, 1]) and the class activation map (float64 ``(S/32, S/32)``), see
-            :func:`model.localize.run`; or to the forward pass's exception (``RuntimeError`` when
-            the version has no localizer).
-        Raises:
-            NotReady: models not loaded (see :meth:`ensure_ready`).
-        """
-        self.ensure_ready()
-        futures = []
-        for row in x_loc:
-            f: Future = Future()
-            self._queue.put(_Item(LOCATE, row, f))
-            futures.append(f)
-        return futures
-
-    def predict(self, x: np.ndarray, top_k: int = 3, timeout: float = 60.0) -> list[dict]:
-        """Classify preprocessed images through the batcher (:meth:`submit` and wait).
-
-        While the models are still loading (a fresh or replacement worker) the call waits up to
-        ``ready_wait_s`` for them, so a worker that gunicorn just replaced queues requests instead
-        of failing them.
-
-        Returns:
-            One result dict per image (see :meth:`model.cascade.Cascade.predict`).
-        Raises:
-            NotReady: models not loaded (failed, or still loading after ``ready_wait_s``).
-            TimeoutError: no answer within ``timeout`` seconds.
-        """
-        return [f.result(timeout=timeout) for f in self.submit(x, top_k)]
 
     def _collect(self, held: list) -> list:
         """The next batch: one kind, at most ``max_batch_size`` items, oldest first. ``held``
@@ -249,26 +205,16 @@ class Engine:
         return items
 
     def _run(self, items: list) -> None:
-        """One forward pass over ``items`` (one kind); resolves their futures."""
+        """One batched pipeline step over ``items`` (one kind); resolves their futures."""
         if not self.ready:
             raise NotReady(self.reason)
-        x = np.stack([it.row for it in items])
+        batch = [it.inputs for it in items]
         if items[0].kind == LOCATE:
-            if self.cascade.localizer is None:
-                raise RuntimeError(f"model version {self.cascade.version} has no localizer")
-            from model.localize import run
-
-            aircraft, cams = run(self.cascade.localizer, x)
-            for it, a, cam in zip(items, aircraft, cams):
-                it.future.set_result((float(a), cam))
+            self.pipeline.locate(batch)
+            for it in items:
+                it.future.set_result(it.inputs)
             return
-        gated = [it for it in items if it.loc is not None]
-        if gated:  # the localizer's gate, on the same batch, right before the classifier
-            for it, a in zip(gated, self.cascade.gate(np.stack([it.loc for it in gated]))):
-                it.aircraft = float(a)
-        air = [it.aircraft for it in items]
-        results = self.cascade.predict(x, top_k=max(it.top_k for it in items), boxes=[it.box for it in items],
-                                       aircraft=None if any(a is None for a in air) else np.asarray(air, np.float64))
+        results = self.pipeline.forward(batch, top_k=max(it.top_k for it in items))
         for it, res in zip(items, results):
             res["top_k"] = res["top_k"][:it.top_k]
             it.future.set_result(res)

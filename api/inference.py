@@ -1,13 +1,11 @@
-"""The serving path shared by every protocol (native, plumber, OIP v2, TF Serving): decode the
-encoded images with the project's one preprocessing, classify them through the worker's
-micro-batching :class:`~api.engine.Engine`, and report timing.
+"""The serving path shared by every protocol (native, plumber, OIP v2, TF Serving): HTTP in,
+the model's one inference pipeline (:class:`model.pipeline.Pipeline`) through the worker's
+micro-batching :class:`~api.engine.Engine`, HTTP out, with timing.
 
-A version with a localizer (``localizer.keras``) that crops to the aircraft answers in two
-batched phases: the localizer on the whole images (aircraft probability and activation map),
-then, after the request thread has derived each box and cut and resized the crop, the cascade on
-the crops. A localizer that only gates (no crop rule, the default) needs no map before the
-classifier: both inputs are made at once and go in one batch (:func:`_inputs`). Every per-image CPU
-step stays in the request thread; the engine's batcher thread only runs forward passes.
+Nothing here decides an answer. The request thread runs the pipeline's per-image CPU steps
+(``prepare``; for a version that crops to the aircraft, ``crop`` after the engine's batched
+``locate``), the engine's batcher thread its batched forward passes; decode errors become HTTP
+errors (:func:`prepare_all`).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 from flask import Flask, current_app, g, request
 
 from model import preprocessing as pp
@@ -95,53 +92,26 @@ def b64decode(text, where: str) -> bytes:
         raise APIError(400, "bad_base64", f"{where} is not valid base64") from None
 
 
-def decode_all(images: list[tuple[str, bytes]], spec: pp.PreprocessingSpec) -> np.ndarray:
-    """Preprocess every image (:func:`model.preprocessing.to_array`).
+def prepare_all(images: list[tuple[str, bytes]], pipeline) -> list:
+    """The per-image CPU work of every image (:meth:`model.pipeline.Pipeline.prepare`), in order.
 
     Returns:
-        float32 ``(n, H, W, 3)``.
+        One :class:`model.pipeline.Inputs` per image.
     Raises:
-        APIError: 413 ``too_large_image`` (over the pixel limit, decompression bomb), 400
-            ``<code>_image`` for the other :class:`~model.preprocessing.ImageDecodeError` codes
-            (``empty``, ``unsupported_format``, ``truncated``, ``unreadable``); the message names
-            the offending image.
+        APIError: 413 ``too_large_image`` (over the pixel limit, decompression bomb, out of
+            memory), 400 ``<code>_image`` for the other :class:`~model.preprocessing.ImageDecodeError`
+            codes (``empty``, ``unsupported_format``, ``truncated``, ``unreadable``) and for an
+            image Pillow cannot size; the message names the offending image.
     """
-    arrays = []
+    out = []
     for name, data in images:
         try:
-            arrays.append(pp.to_array(data, spec))
+            out.append(pipeline.prepare(data))
         except pp.ImageDecodeError as e:
             status = 413 if e.code == "too_large" else 400
             raise APIError(status, f"{e.code}_image", f"{name}: {e}") from None
         except MemoryError:
             raise APIError(413, "too_large_image", f"{name}: image needs too much memory to decode") from None
-    return np.stack(arrays)
-
-
-def _decode_error(name: str, e: BaseException) -> APIError:
-    """The API error of a failed decode (see :func:`decode_all`)."""
-    if isinstance(e, MemoryError):
-        return APIError(413, "too_large_image", f"{name}: image needs too much memory to decode")
-    status = 413 if e.code == "too_large" else 400
-    return APIError(status, f"{e.code}_image", f"{name}: {e}")
-
-
-def decode_images(images: list[tuple[str, bytes]], cascade) -> list:
-    """Decode every image once for both phases of a version with a localizer
-    (``Cascade.decode``: RGB, EXIF orientation applied, a large JPEG read at a reduced DCT scale
-    when the spec's ``jpeg_draft`` asks).
-
-    Returns:
-        One ``(PIL.Image.Image, dct_scale, (full width, full height))`` per image, in order.
-    Raises:
-        APIError: the same codes as :func:`decode_all`.
-    """
-    out = []
-    for name, data in images:
-        try:
-            out.append(cascade.decode(data))
-        except (pp.ImageDecodeError, MemoryError) as e:
-            raise _decode_error(name, e) from None
         except ValueError as e:
             raise APIError(400, "unreadable_image", f"{name}: {e}") from None
     return out
@@ -171,11 +141,15 @@ def _serving_errors():
 
 
 def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
-    """Decode and classify ``(name, encoded bytes)`` pairs.
+    """Answer ``(name, encoded bytes)`` pairs through the worker's pipeline: the per-image CPU
+    steps here (:meth:`~model.pipeline.Pipeline.prepare`, and for a two-phase version
+    :meth:`~model.pipeline.Pipeline.crop` between the engine's :data:`~api.engine.LOCATE` and
+    :data:`~api.engine.CLASSIFY` batches), the batched steps in the engine. ``decode_ms`` is the
+    CPU work here, ``inference_ms`` the waits for the engine.
 
     Raises:
         APIError: 400 ``no_images``; 413 ``too_many_images`` (over ``MAX_IMAGES_PER_REQUEST``);
-            decode errors (see :func:`decode_all`); 503 ``not_ready``; 504 ``inference_timeout``.
+            decode errors (see :func:`prepare_all`); 503 ``not_ready``; 504 ``inference_timeout``.
     """
     if not images:
         raise APIError(400, "no_images", "the request holds no image")
@@ -183,63 +157,28 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     if len(images) > limit:
         raise APIError(413, "too_many_images", f"at most {limit} images per request, got {len(images)}")
     eng = engine()
-    if eng.two_phase:
-        return _run_two_phase(images, top_k, eng)
-    cascade = eng.cascade
-    t0 = time.perf_counter()
+    pipeline = eng.pipeline
+    cpu = wait = 0.0
     with _serving_errors():
-        x, x_loc = _inputs(images, cascade)
-        t1 = time.perf_counter()
-        futures = eng.submit(x, top_k=top_k, x_loc=x_loc)
+        t = time.perf_counter()
+        batch = prepare_all(images, pipeline)
+        if eng.two_phase:
+            t, cpu = time.perf_counter(), cpu + time.perf_counter() - t
+            expect(eng, LOCATE)  # a no-op change unless the request began while the models loaded
+            futures = eng.submit(batch, LOCATE)
+            release_expectation()
+            batch = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
+            t, wait = time.perf_counter(), wait + time.perf_counter() - t
+            expect(eng, CLASSIFY)  # the crops come next: a batch of crops being collected may wait for them
+            batch = [pipeline.crop(b) for b in batch]
+        t, cpu = time.perf_counter(), cpu + time.perf_counter() - t
+        futures = eng.submit(batch, CLASSIFY, top_k=top_k)
         release_expectation()
+        del batch
         results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-    t2 = time.perf_counter()
+        wait += time.perf_counter() - t
     predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
-    return Result(cascade.version, predictions, round((t1 - t0) * 1000, 2), round((t2 - t1) * 1000, 2))
-
-
-def _inputs(images: list[tuple[str, bytes]], cascade) -> tuple[np.ndarray, np.ndarray | None]:
-    """The one-phase inputs: the classifier's float32 ``(n, H, W, 3)``, and for a version whose
-    localizer only gates (no crop rule, the default) the localizer's float32 ``(n, S, S, 3)``
-    from the same decode (else ``None``). Both go in one :data:`~api.engine.CLASSIFY` item per
-    image; the batcher runs the localizer, then the cascade, on the same batch: one wait per
-    request, as without a localizer. Raises the :func:`decode_all` errors."""
-    if cascade.localizer is None:
-        return decode_all(images, cascade.spec), None
-    decoded = decode_images(images, cascade)
-    x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
-    return np.stack([cascade.preprocess(im, None, s) for im, s, _ in decoded]), x_loc
-
-
-def _run_two_phase(images: list[tuple[str, bytes]], top_k: int, eng: Engine) -> Result:
-    """:func:`run` for a version with a localizer: decode and make the localizer inputs here;
-    the localizer's batched forward pass (engine, :data:`~api.engine.LOCATE`); box and crop
-    here (:meth:`model.cascade.Cascade.boxes`,
-    ``Cascade.preprocess``); the cascade's batched forward pass (:data:`~api.engine.CLASSIFY`).
-    ``decode_ms`` is the CPU work of both steps here, ``inference_ms`` the two waits."""
-    cascade = eng.cascade
-    t0 = time.perf_counter()
-    with _serving_errors():
-        decoded = decode_images(images, cascade)
-        x_loc = np.stack([cascade.localizer_input(im, s) for im, s, _ in decoded])
-        t1 = time.perf_counter()
-        expect(eng, LOCATE)  # a no-op change unless the request began while the models loaded
-        futures = eng.submit_locate(x_loc)
-        release_expectation()
-        located = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-        t2 = time.perf_counter()
-        expect(eng, CLASSIFY)  # the crops come next: a batch of crops being collected may wait for them
-        boxes = cascade.boxes([cam for _, cam in located], [size for _, _, size in decoded])
-        x = np.stack([cascade.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
-        del decoded
-        t3 = time.perf_counter()
-        futures = eng.submit(x, top_k=top_k, boxes=boxes, aircraft=[a for a, _ in located])
-        release_expectation()
-        results = [f.result(timeout=INFERENCE_TIMEOUT_S) for f in futures]
-    t4 = time.perf_counter()
-    predictions = [{"file": name, **res} for (name, _), res in zip(images, results)]
-    return Result(cascade.version, predictions, round((t1 - t0 + t3 - t2) * 1000, 2),
-                  round((t2 - t1 + t4 - t3) * 1000, 2))
+    return Result(pipeline.version, predictions, round(cpu * 1000, 2), round(wait * 1000, 2))
 
 
 #: Keys of a single image's prediction repeated at the top level of the native answer.

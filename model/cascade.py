@@ -141,71 +141,6 @@ class Cascade:
             if self.localizer is not None:
                 self.localizer.predict_on_batch(np.zeros((n, self.localizer_size, self.localizer_size, 3), np.float32))
 
-    # ---------------------------------------------------------------- the localizer (whole image)
-
-    def decode(self, source) -> tuple:
-        """Decode an encoded image (bytes or path) once for both phases (:func:`model.localize.decode`
-        with this version's spec: a large JPEG may be read at 1/2-1/8 of its size).
-
-        Returns:
-            ``(image, dct_scale, (width, height))``: RGB image, its decode scale, full size.
-        Raises:
-            ImageDecodeError: a bad image.
-        """
-        from .localize import decode
-
-        return decode(source, self.spec)
-
-    def localizer_input(self, img, dct_scale: int = 1) -> np.ndarray | None:
-        """The localizer's input for one decoded RGB image (:func:`model.localize.localizer_input`):
-        float32 ``(S, S, 3)`` in [0, 1], or ``None`` when the version has no localizer."""
-        from .localize import localizer_input
-
-        return None if self.localizer is None else localizer_input(img, self.localizer_size, None, dct_scale)
-
-    def locate(self, x_loc: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[np.ndarray, list]:
-        """The localizer's forward pass over whole images, and the crop boxes.
-
-        Args:
-            x_loc: float32 ``(n, S, S, 3)`` (:meth:`localizer_input`); sizes: ``(width, height)``
-                of each image, in the pixels its box is to be given in.
-        Returns:
-            ``(aircraft (n,) float64 in [0, 1], [box | None, ...])``; boxes are ``None`` when
-            the version does not crop (``spec.crop`` unset) or the aircraft fills the frame.
-        Raises:
-            RuntimeError: the version has no localizer.
-        """
-        from .localize import run
-
-        if self.localizer is None:
-            raise RuntimeError(f"model version {self.version} has no localizer")
-        aircraft, cams = run(self.localizer, x_loc)
-        return aircraft, self.boxes(cams, sizes)
-
-    def boxes(self, cams, sizes: list[tuple[int, int]]) -> list:
-        """The crop box of each image from its class activation map (:func:`model.localize.box_from_cam`
-        with :attr:`crop_rule`), in the pixels of ``sizes`` (``(width, height)`` each); all
-        ``None`` when the version does not crop."""
-        from .localize import box_from_cam
-
-        rule = self.crop_rule
-        return [box_from_cam(c, w, h, rule) if rule is not None else None for c, (w, h) in zip(cams, sizes)]
-
-    def gate(self, x_loc: np.ndarray) -> np.ndarray:
-        """The localizer's aircraft probability alone (the "not an aircraft" gate) for float32
-        ``x_loc`` ``(n, S, S, 3)``: float64 ``(n,)`` in [0, 1], for :meth:`predict`'s
-        ``aircraft``. Raises RuntimeError: the version has no localizer."""
-        from .localize import run
-
-        if self.localizer is None:
-            raise RuntimeError(f"model version {self.version} has no localizer")
-        return np.asarray(run(self.localizer, x_loc)[0], np.float64)
-
-    def preprocess(self, img, box=None, dct_scale: int = 1) -> np.ndarray:
-        """A decoded RGB image (decoded at 1/``dct_scale``), cut to ``box`` (full-size pixels; or
-        whole), as the classifier's float32 input ``(H, W, 3)`` (:func:`model.preprocessing.to_uint8`)."""
-        return pp.scale(pp.to_uint8(img, self.spec, box, dct_scale=dct_scale), self.spec)
-
     def probabilities(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw forward passes with routing.
 
@@ -282,7 +217,7 @@ class Cascade:
             top_k: how many (manufacturer, leaf) pairs to list (>= 1);
             boxes: the box each image was cut to (``[left, top, right, bottom]`` in the uploaded
                 image's pixels) or ``None``, reported as ``box``; default all ``None``;
-            aircraft: the localizer's aircraft probability per image (:meth:`locate`), or
+            aircraft: the localizer's aircraft probability per image (:meth:`model.pipeline.Pipeline.locate`), or
                 ``None``. Below :attr:`aircraft_threshold` the answer is "not an aircraft".
         Returns:
             One dict per image (``None`` where a level is not answered)::
@@ -353,20 +288,6 @@ class Cascade:
                           for p, m, f, t in pairs[:max(1, top_k)]],
             })
         return results
-
-    def predict_images(self, images, top_k: int = 3) -> list[dict]:
-        """Decode encoded images or paths (:func:`model.preprocessing.decode_image`), find the
-        aircraft on each whole image when the version has a localizer (:meth:`locate`), cut it
-        to its box (when ``spec.crop`` is set), preprocess and classify, all in one batch.
-        Raises ``ImageDecodeError`` on a bad image."""
-        decoded = [(im, 1, im.size) if hasattr(im, "size") and hasattr(im, "convert") else self.decode(im)
-                   for im in images]
-        boxes, aircraft = [None] * len(decoded), None
-        if self.localizer is not None:
-            x_loc = np.stack([self.localizer_input(im, s) for im, s, _ in decoded])
-            aircraft, boxes = self.locate(x_loc, [size for _, _, size in decoded])
-        x = np.stack([self.preprocess(im, box, s) for (im, s, _), box in zip(decoded, boxes)])
-        return self.predict(x, top_k=top_k, boxes=boxes, aircraft=aircraft)
 
 
 def env_probability(name: str, default: float) -> float:

@@ -12,6 +12,7 @@ import pandas as pd
 from . import preprocessing as pp
 from .cascade import Cascade, is_type_leaf
 from .metrics import expected_calibration_error, softmax
+from .pipeline import Pipeline, as_pipeline
 
 
 def confusion(y_true: list[str], y_pred: list[str], labels: list[str]) -> np.ndarray:
@@ -110,7 +111,7 @@ def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: li
     }
 
 
-def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
+def evaluate(cascade: Cascade | Pipeline, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
              batch_size: int = 64, train_type_counts: dict[str, int] | None = None,
              figure_prefix: str = "", boxes: list | None = None, aircraft: np.ndarray | None = None) -> dict:
     """Score a labelled split end to end.
@@ -141,11 +142,14 @@ def evaluate(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir
     preds: list[dict] = []
     oracle_type: list[str | None] = [None] * len(df)
     stage1_probs = []
+    pipeline = as_pipeline(cascade)
+    cascade = pipeline.cascade
     for s in range(0, len(df), batch_size):
-        x = pp.scale(pixels[s:s + batch_size], cascade.spec)
         end = min(s + batch_size, len(df))
-        preds += cascade.predict(x, top_k=3, boxes=None if boxes is None else boxes[s:end],
-                                 aircraft=None if aircraft is None else aircraft[s:end])
+        preds += pipeline.forward([pipeline.from_pixels(pixels[i], None if boxes is None else boxes[i],
+                                                        None if aircraft is None else float(aircraft[i]))
+                                   for i in range(s, end)], top_k=3)
+        x = pp.scale(pixels[s:end], cascade.spec)
         stage1_probs.append(np.asarray(cascade.stage1.predict_on_batch(x), np.float64))
         for m, model in cascade.stage2.items():
             rows = [i for i in range(s, min(s + batch_size, len(df))) if true_m[i] == m]
@@ -243,7 +247,7 @@ def evaluate_domains(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, fig
 SCOPE_LABELS = ("Airbus", "Boeing", "Other", "none")
 
 
-def out_of_scope(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, aircraft: np.ndarray,
+def out_of_scope(cascade: Cascade | Pipeline, df: pd.DataFrame, pixels: np.ndarray, aircraft: np.ndarray,
                  boxes: list | None = None, figures_dir: Path | None = Path("reports/figures"),
                  n_generated: int = 64) -> dict:
     """How the cascade answers what is not an Airbus or Boeing airliner.
@@ -267,18 +271,19 @@ def out_of_scope(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, aircraf
 
     photo = (df["domain"] == "photo").to_numpy()
     rows = np.flatnonzero(photo)
+    pipeline = as_pipeline(cascade)
+    cascade = pipeline.cascade
     preds = []
     for s in range(0, len(rows), 64):
-        r = rows[s:s + 64]
-        preds += cascade.predict(pp.scale(pixels[r], cascade.spec), top_k=3,
-                                 boxes=None if boxes is None else [boxes[i] for i in r], aircraft=aircraft[r])
+        preds += pipeline.forward([pipeline.from_pixels(pixels[i], None if boxes is None else boxes[i],
+                                                        float(aircraft[i])) for i in rows[s:s + 64]], top_k=3)
     true = df["manufacturer"].to_numpy()[rows]
     answered = np.array(["none" if p["answer"]["level"] == "none" else p["manufacturer"]["label"] for p in preds],
                         dtype=object)
     negs = neg.bundled() + neg.generated(n_generated // 2, seed=2) + neg.generated(n_generated // 2, seed=3)
     neg_preds = []
     for s in range(0, len(negs), 16):
-        neg_preds += cascade.predict_images([im for _, im in negs[s:s + 16]], top_k=3)
+        neg_preds += pipeline.predict([im for _, im in negs[s:s + 16]], top_k=3)
     neg_answer = np.array(["none" if p["answer"]["level"] == "none" else p["manufacturer"]["label"]
                            for p in neg_preds], dtype=object)
     other = true == "Other"

@@ -1,7 +1,9 @@
 """Batch scoring of a folder of images to CSV (``make score IMAGES=<dir> OUT=<csv>``).
 
-Decoding runs in a thread pool of its own, sized to the cores, a few batches ahead of the forward
-pass (:func:`decoded_batches`), inference is batched (``predict_on_batch``), and every finished batch is
+Every image goes through the one inference pipeline (:class:`model.pipeline.Pipeline`): its
+per-image step (decode, the localizer's and classifier's inputs) runs in a thread pool of its own,
+sized to the cores, a few batches ahead of the forward passes (:func:`prepared_batches`), the
+forward passes are batched (:meth:`~model.pipeline.Pipeline.run`), and every finished batch is
 appended to the CSV as whole lines and flushed to disk. Re-running skips files already in the CSV,
 so a killed run resumes; an unreadable file gets a row with its ``error`` instead of a crash.
 """
@@ -11,12 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from . import preprocessing as pp
 from .cascade import Cascade
+from .localize import box_text
+from .pipeline import Pipeline, as_pipeline
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 #: ``family``/``type`` are empty where the answer does not reach that level (``manufacturer`` and its
@@ -82,44 +88,26 @@ def decode_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, batch_size: int,
-                    workers: int | None = None, prefetch: int = 2, gate: Cascade | None = None):
-    """Yield ``(names, pixels, errors)`` batches of ``files`` (paths relative to ``root``), in order.
+def prepared_batches(root: Path, files: list[str], pipeline: Pipeline, batch_size: int,
+                     workers: int | None = None, prefetch: int = 2):
+    """Yield ``(names, inputs, errors)`` batches of ``files`` (paths relative to ``root``), in order.
 
-    A pool of ``workers`` threads (default :func:`decode_workers`, the cores) decodes with the
-    project's preprocessing (:func:`model.preprocessing.to_uint8`; Pillow releases the GIL while
-    decoding and resizing, so the threads run in parallel) up to ``prefetch`` batches ahead of
-    the one being yielded: while the caller runs the forward pass of one batch, the next ones are
-    decoded.
-
-    With ``gate`` (a version whose localizer only gates: no crop rule), each image is decoded
-    once (:meth:`Cascade.decode`) and the pool also makes the localizer's input
-    (:meth:`Cascade.localizer_input`), yielded as a fourth item.
+    A pool of ``workers`` threads (default :func:`decode_workers`, the cores) runs the pipeline's
+    per-image CPU step (:meth:`model.pipeline.Pipeline.prepare`: decode once, the localizer's and
+    the classifier's inputs; Pillow releases the GIL while decoding and resizing, so the threads
+    run in parallel) up to ``prefetch`` batches ahead of the one being yielded: while the caller
+    runs the forward passes of one batch, the next ones are decoded.
 
     Yields:
-        ``names`` (list of str, ``batch_size`` or fewer), ``pixels`` uint8 ``(b, H, W, 3)`` (zeros
-        for an unreadable file) and ``errors`` (list of str: ``""``, or why the file could not be
-        decoded); with ``gate``, also ``x_loc`` float32 ``(b, S, S, 3)`` (zeros where unreadable).
+        ``names`` (list of str, ``batch_size`` or fewer), ``inputs`` (one
+        :class:`model.pipeline.Inputs` per name, ``None`` for an unreadable file) and ``errors``
+        (list of str: ``""``, or why the file could not be decoded).
     """
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    def decode(rel: str):
+    def prepare(rel: str):
         try:
-            return pp.to_uint8(root / rel, spec), ""
-        except (pp.ImageDecodeError, OSError) as e:
-            return np.zeros(spec.input_shape, np.uint8), str(e)
-
-    def decode_gated(rel: str):
-        try:
-            img, s, _ = gate.decode(root / rel)
-            return pp.to_uint8(img, spec, None, dct_scale=s), "", gate.localizer_input(img, s)
+            return pipeline.prepare(root / rel), ""
         except (pp.ImageDecodeError, OSError, ValueError) as e:
-            size = gate.localizer_size
-            return np.zeros(spec.input_shape, np.uint8), str(e), np.zeros((size, size, 3), np.float32)
-
-    if gate is not None:
-        decode = decode_gated  # noqa: F811 - one decode per image, both inputs
+            return None, str(e)
 
     starts = iter(range(0, len(files), batch_size))
     pool = ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="score-decode")
@@ -129,7 +117,7 @@ def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, ba
         start = next(starts, None)
         if start is not None:
             names = files[start:start + batch_size]
-            queued.append((names, [pool.submit(decode, n) for n in names]))
+            queued.append((names, [pool.submit(prepare, n) for n in names]))
 
     try:
         for _ in range(1 + max(0, prefetch)):
@@ -138,23 +126,27 @@ def decoded_batches(root: Path, files: list[str], spec: pp.PreprocessingSpec, ba
             names, futures = queued.popleft()
             queue_next()
             done = [f.result() for f in futures]
-            if gate is not None:
-                yield names, np.stack([d[0] for d in done]), [d[1] for d in done], np.stack([d[2] for d in done])
-            else:
-                yield names, np.stack([d[0] for d in done]), [d[1] for d in done]
+            yield names, [d[0] for d in done], [d[1] for d in done]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.PathLike, batch_size: int = 32,
+def score_folder(model: Pipeline | Cascade, images: str | os.PathLike, out: str | os.PathLike, batch_size: int = 32,
                  num_shards: int = 1, shard_index: int = 0, progress: bool = True) -> dict:
-    """Score every image under ``images`` into the CSV ``out`` (resumable).
+    """Score every image under ``images`` into the CSV ``out`` (resumable), through the one
+    inference pipeline: :meth:`~model.pipeline.Pipeline.prepare` in the decode pool
+    (:func:`prepared_batches`), :meth:`~model.pipeline.Pipeline.run` per batch.
 
+    Args:
+        model: the version's :class:`~model.pipeline.Pipeline` (or its loaded
+            :class:`~model.cascade.Cascade`). images: the folder; out: the CSV.
+        batch_size: images per forward pass; num_shards, shard_index: see :func:`list_images`.
     Returns:
         ``{"scored": n new rows, "skipped": n already present, "errors": n unreadable, "out": path}``.
+    Raises:
+        FileNotFoundError: no such folder. ValueError: ``out`` has other columns (:func:`done_files`).
     """
-    from tqdm import tqdm
-
+    pipeline = as_pipeline(model)
     root, out = Path(images), Path(out)
     files = list_images(root, num_shards, shard_index)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,55 +159,20 @@ def score_folder(cascade: Cascade, images: str | os.PathLike, out: str | os.Path
             fh.write(",".join(SCORE_COLUMNS) + "\r\n")
             fh.flush()
         bar = tqdm(total=len(todo), unit="img", desc="score", disable=not progress)
-        if todo:
-            gate = cascade if cascade.localizer is not None and cascade.crop_rule is None else None
-            for names, pixels, errors, *x_loc in decoded_batches(root, todo, cascade.spec, batch_size, gate=gate):
-                ok = [i for i, e in enumerate(errors) if not e]
-                if gate is not None:  # the gate's and the classifier's inputs, both from the pool
-                    preds = _predict_gated(cascade, pixels[ok], x_loc[0][ok]) if ok else []
-                elif cascade.localizer is not None:  # whole image -> localizer -> crop (Cascade.predict_images)
-                    preds = _predict_located(cascade, root, [names[i] for i in ok], errors, ok)
-                else:
-                    preds = cascade.predict(pp.scale(pixels[ok], cascade.spec), top_k=1) if ok else []
-                by_row = {i: p for i, p in zip(ok, preds) if p is not None}
-                buf = io.StringIO()
-                w = csv.writer(buf)
-                for i, name in enumerate(names):
-                    p = by_row.get(i)
-                    if p is None:
-                        n_err += 1
-                    w.writerow(score_row(name, p, cascade.version, errors[i]))
-                fh.write(buf.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-                bar.update(len(names))
+        for names, inputs, errors in prepared_batches(root, todo, pipeline, batch_size):
+            ok = [i for i, e in enumerate(errors) if not e]
+            preds = dict(zip(ok, pipeline.run([inputs[i] for i in ok], top_k=1)))
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            for i, name in enumerate(names):
+                n_err += i not in preds
+                w.writerow(score_row(name, preds.get(i), pipeline.version, errors[i]))
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len(names))
         bar.close()
     return {"scored": len(todo), "skipped": len(files) - len(todo), "errors": n_err, "out": str(out)}
-
-
-def _predict_gated(cascade: Cascade, pixels: np.ndarray, x_loc: np.ndarray) -> list:
-    """Predictions of a version whose localizer only gates: the localizer on ``x_loc`` (float32
-    ``(n, S, S, 3)``), then the cascade on ``pixels`` (uint8 ``(n, H, W, 3)``, whole images) with
-    its aircraft probabilities: what :meth:`Cascade.predict_images` answers, without decoding again."""
-    return cascade.predict(pp.scale(pixels, cascade.spec), top_k=1, aircraft=cascade.gate(x_loc))
-
-
-def _predict_located(cascade: Cascade, root: Path, names: list[str], errors: list[str], ok: list[int]) -> list:
-    """Predictions of a version with a localizer (:meth:`Cascade.predict_images`, one batch), or
-    per image when one fails to decode at full size (its ``errors`` entry is set, prediction None)."""
-    if not names:
-        return []
-    try:
-        return cascade.predict_images([root / n for n in names], top_k=1)
-    except (pp.ImageDecodeError, OSError):
-        out = []
-        for i, n in zip(ok, names):
-            try:
-                out.append(cascade.predict_images([root / n], top_k=1)[0])
-            except (pp.ImageDecodeError, OSError) as e:
-                errors[i] = str(e)
-                out.append(None)
-        return out
 
 
 def score_row(name: str, pred: dict | None, version: str, error: str = "") -> list[str]:
@@ -231,8 +188,6 @@ def score_row(name: str, pred: dict | None, version: str, error: str = "") -> li
         ``box`` as "left top right bottom" (:func:`model.localize.box_text`); empty where a level
         is not answered.
     """
-    from .localize import box_text
-
     row = dict.fromkeys(SCORE_COLUMNS, "")
     row.update(file=name, model_version=version, error=error)
     if pred is not None:

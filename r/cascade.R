@@ -278,14 +278,14 @@ ps_predict <- function(cascade, x, top_k = 3L, boxes = NULL, aircraft = NULL) {
 
 # ---------------------------------------------------------------- the localizer (whole image)
 
-#' The localizer's input for one decoded image (Cascade.localizer_input, through reticulate):
+#' The localizer's input for one decoded image (Pipeline.prepare: model.localize.localizer_input through reticulate):
 #' a NumPy float32 (S, S, 3) array in [0, 1]; `img` is a Python PIL image (ps_decode_shared).
 ps_localizer_input <- function(cascade, img, dct_scale = 1L) {
   reticulate::import("model.localize", convert = FALSE)$localizer_input(img, cascade$localizer_size, NULL,
                                                                         as.integer(dct_scale))
 }
 
-#' One image decoded for both phases (Cascade.decode: model.localize.decode through reticulate):
+#' One image decoded for both phases (Pipeline.prepare: model.localize.decode through reticulate):
 #' list(img = Python PIL image, scale = its DCT decode scale, size = integer c(width, height) at
 #' full size). Errors with a "ps_decode_error" condition as ps_decode_shared.
 ps_decode_for_crop <- function(cascade, source) {
@@ -294,7 +294,7 @@ ps_decode_for_crop <- function(cascade, source) {
        size = as.integer(unlist(reticulate::py_to_r(reticulate::py_get_item(d, 2L)))))
 }
 
-#' The localizer's forward pass over whole images and the crop boxes (Cascade.locate).
+#' The localizer's forward pass over whole images and the crop boxes (Pipeline.locate, then the box of Pipeline.crop).
 #'
 #' @param x_loc NumPy float32 (n, S, S, 3) (ps_localizer_input, stacked).
 #' @param sizes list of n c(width, height): each image's size, in the pixels its box is given in.
@@ -320,7 +320,7 @@ ps_locate <- function(cascade, x_loc, sizes) {
 }
 
 #' A decoded image cut to `box` (integer c(left, top, right, bottom), or NULL: whole) and
-#' preprocessed as the classifier's input (Cascade.preprocess: model.preprocessing.to_uint8
+#' preprocessed as the classifier's input (Pipeline.crop: model.preprocessing.to_uint8
 #' then scale, through reticulate): a NumPy float32 (H, W, 3) array.
 ps_preprocess_image <- function(cascade, img, box = NULL, dct_scale = 1L) {
   pp <- reticulate::import("model.preprocessing", convert = FALSE)
@@ -329,7 +329,7 @@ ps_preprocess_image <- function(cascade, img, box = NULL, dct_scale = 1L) {
 }
 
 #' Decode, locate, crop and classify encoded images or paths in one batch
-#' (model.cascade.Cascade.predict_images): the localizer phase only for a version with one.
+#' (model.pipeline.Pipeline.predict): the localizer phase only for a version with one.
 #'
 #' @param sources list of raw vectors (encoded images) or file paths.
 #' @return ps_predict()'s list, one element per image. Errors with a "ps_decode_error"

@@ -1,6 +1,6 @@
 # oracle_images.R: the whole R pipeline on image files — decode, localizer, crop box, crop,
 # cascade (ps_predict_images, r/cascade.R) — as JSON lines, for the parity suite to compare with
-# Python's json.dumps(Cascade.predict_images(...)) byte for byte (tests/r/test_features.py).
+# Python's json.dumps(Pipeline.predict(...)) byte for byte (tests/r/test_features.py).
 #
 #   Rscript r/oracle_images.R --model-dir DIR --out FILE [--batch-size N] \
 #       [--aircraft-thresholds default,1.0] [--top-k K] IMAGE...

@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import preprocessing as pp
 from ..cascade import Cascade
+from ..pipeline import Inputs, Pipeline, as_pipeline
 from ..score import decode_workers, list_images, score_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,23 +109,28 @@ def decode_limit(forward_per_s: float, decode_ms_per_image: float, cores: int) -
     return 1.0 / (1.0 / forward_per_s + decode_ms_per_image / 1000.0 / max(1, cores))
 
 
-def model_forward(cascade: Cascade, x: np.ndarray, top_k: int = 1) -> list[dict]:
-    """Every forward pass one batch of images costs the version: the localizer on the whole
-    images when the version has one (``localizer.keras``: the "not an aircraft" gate and the box),
-    then :meth:`Cascade.predict` (stage 1, stage 2, TTA when the version asks) on ``x``.
+def model_forward(cascade: Cascade | Pipeline, x: np.ndarray, top_k: int = 1) -> list[dict]:
+    """Every forward pass one batch of images costs the version, through the inference pipeline
+    (:meth:`model.pipeline.Pipeline.forward`): the localizer on the whole images when the version
+    has one (the "not an aircraft" gate), then the cascade (stage 1, stage 2, TTA when the
+    version asks) on ``x``.
 
     For timing only: the localizer is fed the top-left ``S x S`` corner of ``x`` (float32
     ``(n, H, W, 3)`` in [0, 1]; ``S`` the localizer's input size, zero-padded where ``x`` is
     smaller), which costs what a whole image resized to ``S`` costs, without the resize. Returns
-    the cascade's predictions.
+    the pipeline's answers.
     """
-    if cascade.localizer is not None:
-        size = cascade.localizer_size
-        h, w = min(size, x.shape[1]), min(size, x.shape[2])
-        x_loc = np.zeros((len(x), size, size, 3), np.float32)
-        x_loc[:, :h, :w] = x[:, :h, :w]
-        cascade.gate(x_loc)
-    return cascade.predict(x, top_k=top_k)
+    pipeline = as_pipeline(cascade)
+    size = pipeline.cascade.localizer_size
+    batch = []
+    for row in x:
+        x_loc = None
+        if size is not None:
+            h, w = min(size, x.shape[1]), min(size, x.shape[2])
+            x_loc = np.zeros((size, size, 3), np.float32)
+            x_loc[:h, :w] = row[:h, :w]
+        batch.append(Inputs(x=row, x_loc=x_loc))
+    return pipeline.forward(batch, top_k=top_k)
 
 
 def forward_limit(cascade: Cascade, x: np.ndarray, batch_size: int, min_images: int = 96) -> float:

@@ -15,6 +15,7 @@ import requests
 from PIL import Image, ImageOps
 
 from model.cascade import NONE_TEXT, OTHER_TEXT
+from model.pipeline import Pipeline
 
 MODEL = "planespotter"
 LEVELS = {"type", "family", "manufacturer", "none"}
@@ -72,7 +73,7 @@ def test_old_version_answers_carry_text_and_empty_gate_and_box(server, smoke_pho
 # ---------------------------------------------------------------- the feature model
 def test_native_answer_has_box_inside_the_uploaded_image(feature_server, feature_image_dir, feature_model_dir):
     """Box, aircraft gate and answer text of the two-phase serving path, for a photo, an
-    EXIF-rotated JPEG (box in the rotated frame) and a PNG; equal to ``Cascade.predict_images``
+    EXIF-rotated JPEG (box in the rotated frame) and a PNG; equal to ``Pipeline.predict``
     on the same bytes (one image per request: the same batches)."""
     from model.cascade import Cascade
 
@@ -90,7 +91,7 @@ def test_native_answer_has_box_inside_the_uploaded_image(feature_server, feature
         assert p["aircraft"]["threshold"] == 0.0 and 0.0 < p["aircraft"]["probability"] < 0.01
         assert p["answer"]["level"] in LEVELS - {"none"} and p["manufacturer"]["label"] in ("Airbus", "Boeing")
         assert p["answer"]["text"].startswith(p["manufacturer"]["label"])
-        ref = cascade.predict_images([path.read_bytes()])[0]
+        ref = Pipeline(cascade).predict([path.read_bytes()])[0]
         assert p["box"] == ref["box"] and p["answer"] == ref["answer"]
         assert p["manufacturer"]["probability"] == pytest.approx(ref["manufacturer"]["probability"], abs=1e-6)
     assert _size_after_exif(feature_image_dir / "exif6.jpg") == (200, 300)
@@ -197,9 +198,9 @@ def test_decode_errors_of_the_two_phase_path(feature_server):
 
 
 # ---------------------------------------------------------------- a localizer that only gates
-def test_gate_only_version_answers_through_gunicorn_as_predict_images(tmp_path_factory, feature_image_dir):
+def test_gate_only_version_answers_through_gunicorn_as_the_pipeline(tmp_path_factory, feature_image_dir):
     """The default recipe's shape (localizer, no crop): one batched phase per request, and the
-    answers of ``Cascade.predict_images``, with the gate's probability and no box."""
+    answers of ``Pipeline.predict``, with the gate's probability and no box."""
     from api.smoke import Server
     from model.cascade import Cascade
     from tests.conftest import build_tiny_cascade
@@ -207,7 +208,7 @@ def test_gate_only_version_answers_through_gunicorn_as_predict_images(tmp_path_f
     version = build_tiny_cascade(tmp_path_factory.mktemp("gate-only-http"), localizer_size=96, other=True,
                                  aircraft_threshold=0.0)
     paths = sorted(feature_image_dir.iterdir())
-    ref = Cascade.load(version).predict_images(paths, top_k=2)
+    ref = Pipeline(Cascade.load(version)).predict(paths, top_k=2)
     with Server(version) as srv:
         srv.wait_ready()
         for path, want in zip(paths, ref):

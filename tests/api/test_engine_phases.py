@@ -1,6 +1,6 @@
 """The engine's two kinds of work in one process (no HTTP): batches hold one kind, items of the
 other kind are held for the next batch in arrival order, the wait is per kind, and the real
-feature model answers the same through the engine's two phases as ``Cascade.predict_images``."""
+feature model answers the same through the engine's two phases as ``Pipeline.predict``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from api.engine import CLASSIFY, LOCATE, Engine, _Item
+from model.pipeline import Inputs, Pipeline
 
 
 def _items(engine, kinds):
@@ -61,25 +62,27 @@ def feature_engine(feature_model_dir):
     return eng
 
 
-def test_engine_two_phases_equal_predict_images(feature_engine, feature_image_dir):
-    from model import preprocessing as pp
-    from model.localize import box_from_cam
-
-    cascade = feature_engine.cascade
+def test_engine_two_phases_equal_the_pipeline(feature_engine, feature_image_dir):
+    """prepare here, locate in the engine, crop here, forward in the engine: the answers of
+    Pipeline.predict (all images in one batch)."""
+    pipeline = feature_engine.pipeline
     paths = sorted(feature_image_dir.iterdir())
-    imgs = [pp.decode_image(p) for p in paths]
-    located = [f.result(30) for f in feature_engine.submit_locate(np.stack([cascade.localizer_input(i) for i in imgs]))]
-    boxes = [box_from_cam(cam, im.width, im.height, cascade.crop_rule) for im, (_, cam) in zip(imgs, located)]
-    x = np.stack([cascade.preprocess(im, b) for im, b in zip(imgs, boxes)])
-    got = [f.result(30) for f in feature_engine.submit(x, top_k=2, boxes=boxes, aircraft=[a for a, _ in located])]
-    ref = cascade.predict_images(paths, top_k=2)
+    batch = [pipeline.prepare(p) for p in paths]
+    assert all(b.x is None and b.image is not None for b in batch)  # the crop waits for the localizer
+    located = [f.result(30) for f in feature_engine.submit(batch, LOCATE)]
+    assert all(b.aircraft is not None and b.cam is not None for b in located)
+    cropped = [pipeline.crop(b) for b in located]
+    assert all(b.image is None and b.x is not None for b in cropped)
+    got = [f.result(30) for f in feature_engine.submit(cropped, CLASSIFY, top_k=2)]
+    ref = Pipeline(feature_engine.cascade).predict(paths, top_k=2)
     assert got == ref  # same batches (all images at once, <= max_batch_size): identical
+    assert any(g["box"] is not None for g in got)
 
 
 def test_locate_without_localizer_fails_the_future(tiny_model_dir):
     eng = Engine(str(tiny_model_dir), warmup=False).start(background=False)
-    assert not eng.has_localizer
-    fut = eng.submit_locate(np.zeros((1, 96, 96, 3), np.float32))[0]
+    assert not eng.pipeline.has_localizer
+    fut = eng.submit([Inputs(x_loc=np.zeros((96, 96, 3), np.float32))], LOCATE)[0]
     with pytest.raises(RuntimeError, match="no localizer"):
         fut.result(30)
 
@@ -93,23 +96,20 @@ def gate_only_dir(tmp_path_factory):
                               aircraft_threshold=0.0)
 
 
-def test_a_gate_only_version_answers_in_one_phase_equal_to_predict_images(gate_only_dir, feature_image_dir):
+def test_a_gate_only_version_answers_in_one_phase_equal_to_the_pipeline(gate_only_dir, feature_image_dir):
     """Localizer and classifier inputs go in one CLASSIFY item; the batcher runs both models on
-    the batch: the answers are those of Cascade.predict_images, with the gate's probability."""
-    from model import preprocessing as pp
-
+    the batch: the answers are those of Pipeline.predict, with the gate's probability."""
     eng = Engine(str(gate_only_dir), max_batch_size=8, max_batch_wait_ms=5, warmup=False).start(background=False)
-    assert eng.has_localizer and not eng.two_phase
-    cascade = eng.cascade
+    assert eng.pipeline.has_localizer and not eng.two_phase
+    assert eng.pipeline.stages == ["decode", "gate", "classify"]
     paths = sorted(feature_image_dir.iterdir())
-    imgs = [pp.decode_image(p) for p in paths]
-    x_loc = np.stack([cascade.localizer_input(im) for im in imgs])
-    x = np.stack([cascade.preprocess(im, None) for im in imgs])
-    got = [f.result(30) for f in eng.submit(x, top_k=2, x_loc=x_loc)]
-    ref = cascade.predict_images(paths, top_k=2)
+    batch = [eng.pipeline.prepare(p) for p in paths]
+    assert all(b.x is not None and b.x_loc is not None and b.aircraft is None for b in batch)
+    got = [f.result(30) for f in eng.submit(batch, CLASSIFY, top_k=2)]
+    ref = Pipeline(eng.cascade).predict(paths, top_k=2)
     assert got == ref
     assert all(g["aircraft"]["probability"] is not None and g["box"] is None for g in got)
 
 
 def test_the_feature_version_crops_so_it_keeps_two_phases(feature_engine):
-    assert feature_engine.has_localizer and feature_engine.two_phase
+    assert feature_engine.two_phase and "crop" in feature_engine.pipeline.stages

@@ -198,18 +198,21 @@ def test_training_pixels_equal_the_one_preprocessing(big_images):
     assert not np.array_equal(pixels, full)
 
 
-def test_score_pool_decodes_the_same_pixels_in_order(big_images):
-    from model.score import decoded_batches, list_images
+def test_score_pool_prepares_the_same_inputs_in_order(tiny_model_dir, big_images, tmp_path):
+    from model.bench.score import respec_version
+    from model.pipeline import Pipeline
+    from model.score import list_images, prepared_batches
 
     folder, names, _ = big_images
+    pipeline = Pipeline.load(respec_version(tiny_model_dir, tmp_path / "models", jpeg_draft=2))
     files = list_images(folder) * 3  # more files than one batch, in a known order
     got_names, got = [], []
-    for batch_names, pixels, errors in decoded_batches(folder, files, DRAFT, batch_size=4, workers=3):
-        assert not any(errors) and len(batch_names) == len(pixels) <= 4
+    for batch_names, inputs, errors in prepared_batches(folder, files, pipeline, batch_size=4, workers=3):
+        assert not any(errors) and len(batch_names) == len(inputs) <= 4
         got_names += batch_names
-        got.append(pixels)
+        got += [b.x for b in inputs]
     assert got_names == files
-    assert np.array_equal(np.concatenate(got), np.stack([pp.to_uint8(folder / f, DRAFT) for f in files]))
+    assert np.array_equal(np.stack(got), np.stack([pp.to_array(folder / f, pipeline.spec) for f in files]))
 
 
 def test_score_folder_with_a_drafted_version(tiny_model_dir, big_images, tmp_path):

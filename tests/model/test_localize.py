@@ -14,6 +14,7 @@ from model import localize as L
 from model import negatives
 from model import preprocessing as pp
 from model.cascade import NONE_TEXT, OTHER_TEXT, Cascade
+from model.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = (ROOT / ".." / "shared" / "data" / "smoke-airliners").resolve()
@@ -127,7 +128,7 @@ def test_cascade_answers_not_an_aircraft_and_another_manufacturer(localizer):
     ball = dict(negatives.generated(4, seed=0))["generated:ball-0-3"]
     scene = Image.new("RGB", (900, 500), (150, 185, 225))
     scene.paste(pp.decode_image(sorted(SMOKE.glob("boeing_737-800*.jpg"))[0]).resize((300, 210)), (550, 60))
-    none, plane = boeing.predict_images([ball, scene])
+    none, plane = Pipeline(boeing).predict([ball, scene])
     assert none["answer"] == {"level": "none", "label": "none", "text": NONE_TEXT}
     assert none["manufacturer"]["label"] is None and none["aircraft"]["probability"] < 0.05
     assert not none["unsure"]
@@ -137,7 +138,7 @@ def test_cascade_answers_not_an_aircraft_and_another_manufacturer(localizer):
     assert 0 <= left < right <= 900 and 0 <= top < bottom <= 500
     other = Cascade(_Const([0.05, 0.05, 0.9]), {"Boeing": _Const([0.9, 0.1])}, labels, spec, "v", 0.6,
                     localizer=localizer, aircraft_threshold=0.05)
-    res = other.predict_images([scene])[0]
+    res = Pipeline(other).predict([scene])[0]
     assert res["answer"] == {"level": "manufacturer", "label": "Other", "text": OTHER_TEXT}
     assert res["family"]["label"] is None and res["type"]["label"] is None
 

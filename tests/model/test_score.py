@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from model.cascade import Cascade
+from model.pipeline import Pipeline
 from model.score import SCORE_COLUMNS, list_images, score_folder
 
 
@@ -97,7 +98,7 @@ def test_clean_suspects_flags_confident_disagreements(tiny_model_dir, smoke_phot
         w.writeheader()
         w.writerows(rows)
     df = mdata.read_metadata(csv_path)
-    preds = cascade.predict_images(df["abs_path"].tolist())
+    preds = Pipeline(cascade).predict(df["abs_path"].tolist())
     # threshold 0: every disagreement is flagged; labels say Airbus, so exactly the Boeing predictions
     suspects = find_suspects(cascade, df, threshold=0.0)
     assert {s["row"] for s in suspects if s["kind"] == "manufacturer"} == {
@@ -154,7 +155,7 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
         assert 0 <= left < right <= w and 0 <= top < bottom <= h
     batch = sorted(p.name for p in images.iterdir())[2:4]  # the second batch of two, as score_folder made it
     assert batch[0] == "exif6.jpg"
-    ref = cascade.predict_images([images / n for n in batch])[0]
+    ref = Pipeline(cascade).predict([images / n for n in batch])[0]
     assert new["exif6.jpg"]["box"] == " ".join(map(str, ref["box"]))
 
     cascade.aircraft_threshold = 1.0
@@ -185,9 +186,9 @@ def test_the_forward_limit_pays_for_the_localizer_too(feature_model_dir, monkeyp
     assert bench.forward_limit(c, x, batch_size=2, min_images=4) > 0 and len(shapes) == 1 + 1 + 2
 
 
-def test_a_gate_only_version_scores_from_one_pooled_decode_as_predict_images(feature_image_dir, tmp_path):
+def test_a_gate_only_version_scores_from_one_pooled_decode_as_the_pipeline(feature_image_dir, tmp_path):
     """The default recipe's shape (localizer without crop): the pool makes both inputs from one
-    decode; rows equal Cascade.predict_images' answers, unreadable files get their error."""
+    decode; rows equal Pipeline.predict's answers, unreadable files get their error."""
     from tests.conftest import build_tiny_cascade
 
     version = build_tiny_cascade(tmp_path / "models", localizer_size=96, other=True, aircraft_threshold=0.0)
@@ -203,7 +204,7 @@ def test_a_gate_only_version_scores_from_one_pooled_decode_as_predict_images(fea
         rows = {r["file"]: r for r in csv.DictReader(fh)}
     assert rows["broken.jpg"]["error"] and rows["broken.jpg"]["answer"] == ""
     names = sorted(p.name for p in feature_image_dir.iterdir())
-    ref = c.predict_images([images / n for n in names], top_k=1)
+    ref = Pipeline(c).predict([images / n for n in names], top_k=1)
     for n, want in zip(names, ref):
         assert rows[n]["answer"] == want["answer"]["label"] and rows[n]["answer_level"] == want["answer"]["level"]
         assert float(rows[n]["aircraft_probability"]) == pytest.approx(want["aircraft"]["probability"], abs=1e-5)

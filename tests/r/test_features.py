@@ -3,7 +3,7 @@ the crop box, a third manufacturer ``Other`` (level ``manufacturer``) and flip T
 model of ``tests/conftest.py``.
 
 - the whole pipeline as JSON: ``r/oracle_images.R`` (``ps_predict_images``: decode, localizer,
-  box, crop, cascade in R) against ``json.dumps(Cascade.predict_images(...))``, byte for byte, with
+  box, crop, cascade in R) against ``json.dumps(Pipeline.predict(...))``, byte for byte, with
   the version's gate and with the gate at 1.0; also on the parity model (no localizer);
 - HTTP: the R plumber server and our gunicorn server on the feature model (gate 0.0, and gate
   1.0 through ``PLANESPOTTER_AIRCRAFT_THRESHOLD``): status, Content-Type and body byte for byte
@@ -26,6 +26,7 @@ from rserver import RServer
 
 from api.smoke import Server
 from model.cascade import Cascade
+from model.pipeline import Pipeline
 
 MASK = re.compile(rb'"(timing_ms|load_seconds)":(\{[^}]*\}|[-0-9.eE+]+|null)')
 
@@ -63,7 +64,7 @@ def test_predict_images_json_bytes_equal(which, request, feature_image_dir, tmp_
     unequal, levels, boxes = [], set(), 0
     for t, start, rj in rows:
         cascade.aircraft_threshold = own if t == "default" else float(t)
-        preds = cascade.predict_images(files[start:start + ORACLE_BATCH])
+        preds = Pipeline(cascade).predict(files[start:start + ORACLE_BATCH])
         levels |= {p["answer"]["level"] for p in preds}
         boxes += sum(p["box"] is not None for p in preds)
         if json.dumps(preds, separators=(",", ":")) != rj:
