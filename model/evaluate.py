@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import preprocessing as pp
 from .cascade import Cascade, is_type_leaf
-from .metrics import expected_calibration_error, softmax
+from .metrics import expected_calibration_error, selective_figures, softmax
 from .pipeline import Pipeline, as_pipeline
 
 
@@ -76,7 +76,11 @@ def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: li
         class; ``n_type``), the same over :data:`frequent_types` (``type_top1_frequent``,
         ``type_top3_frequent``, ``n_type_frequent``); ``answer_levels`` (share answered at type,
         family, manufacturer level); ``named_type_precision`` (named types that are right);
-        ``ece`` (stage 1, 15 bins). ``None`` where a figure has no rows.
+        ``ece`` (stage 1, 15 bins); ``manufacturer_selective``: the confidence figures of the
+        manufacturer answers (:func:`model.metrics.selective_figures`: AURC, accuracy at 80 %
+        coverage, the share and accuracy of answers given without "unsure"; the confidence is the
+        answer's P(manufacturer), a "not an aircraft" answer counts as given and wrong). ``None``
+        where a figure has no rows.
     """
     n = len(preds)
     pm = np.array([p["manufacturer"]["label"] for p in preds], dtype=object)
@@ -108,6 +112,9 @@ def summarise(true_m: list[str], true_f: list[str], true_t: list[str], preds: li
         "answer_levels": {lv: levels.count(lv) / n for lv in ("type", "family", "manufacturer")} if n else {},
         "named_type_precision": _rate(np.array([preds[i]["type"]["label"] == true_t[i] for i in named])),
         "ece": expected_calibration_error(p_m, y) if n else None,
+        "manufacturer_selective": selective_figures(
+            [p["branches"][0]["manufacturer_probability"] for p in preds], pm == tm,
+            [not p["unsure"] for p in preds]),
     }
 
 
