@@ -23,9 +23,10 @@ def create_app(config: dict | None = None, start_engine: bool = True) -> Flask:
         web page ``/``, probes, ``/metadata``, ``/metrics``, native and plumber classification,
         OIP v2 (``/v2/...``), TF Serving (``/v1/models/...``), ``/openapi.json`` and ``/__docs__/``.
     """
-    from . import errors, inference, metrics, openapi
+    # deferred: gunicorn's master imports api for its config; prometheus_client must load after on_starting
+    from . import errors, inference, metrics
     from .engine import Engine
-    from .routes import health, meta, oip, predict, tfserving, web
+    from .routes import docs, health, meta, oip, predict, tfserving, web
 
     app = Flask(__name__, static_folder=None)
     app.config.update(Config.from_env())
@@ -40,7 +41,7 @@ def create_app(config: dict | None = None, start_engine: bool = True) -> Flask:
     errors.register(app)
     metrics.install(app)
     inference.install(app)
-    for blueprint in (web.bp, health.bp, meta.bp, predict.bp, oip.bp, tfserving.bp, openapi.bp):
+    for blueprint in (web.bp, health.bp, meta.bp, predict.bp, oip.bp, tfserving.bp, docs.bp):
         app.register_blueprint(blueprint)
     if start_engine:
         engine.start(background=True)

@@ -66,6 +66,7 @@ def post_fork(server, worker):
 
 def child_exit(server, worker):
     """Master: a worker exited (normally, killed, or recycled); drop its live gauges."""
+    # deferred: prometheus_client fixes its value class on import, after on_starting's PROMETHEUS_MULTIPROC_DIR
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -1,4 +1,5 @@
-# api/: serving benchmark, soak, and what the API tests need.
+# api/ and client/: the serving benchmark and soak (client/bench.py, HTTP clients of the server) and
+# what the API tests need.
 # Included by the main Makefile (which defines PY, STAMPS, the apt stamp rule and the `venv` target;
 # `make serve` is defined there).
 #
@@ -28,14 +29,14 @@ APT_PKGS_api := chromium chromium-driver
 # (make r-deps); R_PEER=0 leaves it out.
 R_PEER ?= $(if $(shell command -v Rscript 2>/dev/null),1,0)
 bench-serve: venv
-	$(PY) -m api bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") \
+	$(PY) -m client bench --out reports/bench/serve.json $(foreach p,$(PEER),--peer "$(p)") \
 	  --payload-width $(BENCH_WIDTHS) $(if $(filter 1,$(R_PEER)),--r-peer) $(BENCH_ARGS)
 
 bench-sweep: venv
-	$(PY) -m api bench-sweep --out reports/bench/serve_sweep.json
+	$(PY) -m client bench-sweep --out reports/bench/serve_sweep.json
 
 soak: venv
-	$(PY) -m api soak --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) --out reports/bench/soak.json
+	$(PY) -m client soak --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) --out reports/bench/soak.json
 
 $(API_PIP_STAMP): | venv
 	$(PY) -m pip install -q $(API_PIP_SPECS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.smoke import Server
+from client.server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()

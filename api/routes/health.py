@@ -7,6 +7,15 @@ from flask import Blueprint, current_app, jsonify
 
 bp = Blueprint("health", __name__)
 
+#: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
+SCHEMAS: dict[str, dict] = {
+    "Readiness": {
+        "type": "object", "required": ["status", "reason"],
+        "properties": {"status": {"type": "string", "enum": ["loading", "ready", "failed"]},
+                       "reason": {"type": "string"}, "model_version": {"type": "string"}},
+    },
+}
+
 
 @bp.get("/healthz")
 def healthz():

@@ -5,8 +5,35 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from ..errors import APIError
+from ..spec import PROB, STR_OR_NULL
 
 bp = Blueprint("meta", __name__)
+
+#: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
+SCHEMAS: dict[str, dict] = {
+    "Metadata": {
+        "type": "object",
+        "required": ["model_version", "labels", "preprocessing", "threshold", "metrics"],
+        "properties": {
+            "model_version": {"type": "string"}, "created": STR_OR_NULL,
+            "labels": {"type": "object", "properties": {
+                "manufacturer": {"type": "array", "items": {"type": "string"}},
+                "types": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                "families": {"type": "object", "description": "per manufacturer: stage-2 leaf -> family",
+                             "additionalProperties": {"type": "object",
+                                                      "additionalProperties": {"type": "string"}}},
+                "type_threshold": PROB,
+                "aircraft_threshold": {**PROB, "description": "the localizer's gate (versions with one): "
+                                                               "aircraft probability below it answers `none`"},
+                "tta": {"type": "string", "enum": ["flip"],
+                        "description": "test-time augmentation: `flip` averages the image and its mirror"}}},
+            "preprocessing": {"type": "object", "description": "PreprocessingSpec and reference_sha256"},
+            "threshold": PROB,
+            "metrics": {"type": "object"},
+            "load_seconds": {"type": "number", "nullable": True},
+        },
+    },
+}
 
 
 @bp.get("/metadata")

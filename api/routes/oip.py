@@ -47,6 +47,52 @@ OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("fa
 #: Trailing dimensions of outputs that are not one scalar per image.
 OUTPUT_DIMS = {"box": [4]}
 
+#: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
+SCHEMAS: dict[str, dict] = {
+    "OipReady": {
+        "type": "object", "required": ["ready"],
+        "properties": {"ready": {"type": "boolean"}, "name": {"type": "string"}},
+    },
+    "OipTensorMetadata": {
+        "type": "object", "required": ["name", "datatype", "shape"],
+        "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                       "shape": {"type": "array", "items": {"type": "integer"}}},
+    },
+    "OipModelMetadata": {
+        "type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {"name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                       "platform": {"type": "string"},
+                       "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/OipTensorMetadata"}},
+                       "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/OipTensorMetadata"}}},
+    },
+    "OipInferRequest": {
+        "type": "object", "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+                "type": "object", "required": ["name", "shape", "datatype"],
+                "properties": {"name": {"type": "string", "example": "image"},
+                               "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                               "datatype": {"type": "string", "enum": ["BYTES"]},
+                               "parameters": {"type": "object"},
+                               "data": {"type": "array", "items": {"type": "string", "format": "byte"}}}}},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                   "properties": {"name": {"type": "string"}}}},
+        },
+    },
+    "OipInferResponse": {
+        "type": "object", "required": ["model_name", "model_version", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name", "datatype", "shape", "data"],
+                "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                               "shape": {"type": "array", "items": {"type": "integer"}},
+                               "data": {"type": "array", "items": {}}}}}},
+    },
+}
+
 
 def _version() -> str:
     try:

@@ -10,7 +10,8 @@
   serializer does (a boxed array, ``["Boeing"]``; ``["Other"]`` for another manufacturer,
   ``["none"]`` when the version's localizer finds no aircraft).
 
-The view docstrings hold the OpenAPI operations (YAML after ``---``, read by apispec).
+The view docstrings hold the OpenAPI operations (YAML after ``---``, read by apispec);
+:data:`SCHEMAS` and :data:`PARAMETERS` the components they name (:mod:`api.spec`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,127 @@ from model import io as mio
 
 from .. import fetch, inference
 from ..errors import APIError
+from ..spec import PROB, PROB_OR_NULL, STR_OR_NULL
 
 bp = Blueprint("predict", __name__)
 
 RAW_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
+
+#: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
+SCHEMAS: dict[str, dict] = {
+    "ManufacturerResult": {
+        "type": "object", "required": ["label", "probability"],
+        "description": "stage 1: `Airbus`, `Boeing` or (versions trained with a third class) `Other`, "
+                       "another manufacturer; both null when the answer level is `none` (not an aircraft)",
+        "properties": {"label": {**STR_OR_NULL, "example": "Boeing"}, "probability": PROB_OR_NULL},
+    },
+    "FamilyResult": {
+        "type": "object", "required": ["label", "probability", "joint_probability"],
+        "description": "aircraft family (A320 = A318-A321, B737 incl. the MAX, ...); `probability` is "
+                       "P(family | manufacturer), the sum of its stage-2 leaves; null when the "
+                       "manufacturer has no stage-2 model",
+        "properties": {"label": {**STR_OR_NULL, "example": "B737"}, "probability": PROB_OR_NULL,
+                       "joint_probability": PROB_OR_NULL},
+    },
+    "TypeResult": {
+        "type": "object", "required": ["label", "probability", "joint_probability"],
+        "description": "ICAO type designator, named only when it is a trained type whose "
+                       "P(type | manufacturer) reaches the type threshold (else null: the answer "
+                       "stops at the family); `joint_probability` P(manufacturer) x P(type | manufacturer)",
+        "properties": {"label": {**STR_OR_NULL, "example": "B738"}, "probability": PROB_OR_NULL,
+                       "joint_probability": PROB_OR_NULL},
+    },
+    "Answer": {
+        "type": "object", "required": ["level", "label", "text"],
+        "description": "the answer at the level the model knows. `type`: a named ICAO type (label "
+                       "`B77W`); `family`: the type is not sure enough (label `B777 family`); "
+                       "`manufacturer`: no stage-2 model for it, in particular `Other`, another "
+                       "manufacturer than Airbus and Boeing (label `Boeing` or `Other`); `none`: "
+                       "the version's localizer finds no aircraft (label `none`; manufacturer, "
+                       "family and type are null)",
+        "properties": {"level": {"type": "string", "enum": ["type", "family", "manufacturer", "none"]},
+                       "label": {"type": "string", "example": "B777 family"},
+                       "text": {"type": "string", "example": "Boeing B777 family",
+                                "description": 'the answer in words: "Boeing B77W", "Boeing B777 family", '
+                                               '"Airbus", "another manufacturer (not Airbus or Boeing)" '
+                                               'or "not an aircraft"'}},
+    },
+    "Aircraft": {
+        "type": "object", "required": ["probability", "threshold"],
+        "description": "the localizer's aircraft gate: `probability` (the ImageNet aircraft classes' summed "
+                       "probability on the whole image) below `threshold` answers level `none`; both "
+                       "null for a version without a localizer",
+        "properties": {"probability": PROB_OR_NULL, "threshold": PROB_OR_NULL},
+    },
+    "Box": {
+        "type": "array", "nullable": True, "minItems": 4, "maxItems": 4,
+        "items": {"type": "integer", "minimum": 0},
+        "example": [120, 64, 980, 512],
+        "description": "the crop the answer came from, `[left, top, right, bottom]` (right/bottom "
+                       "exclusive) in the uploaded image's pixels after EXIF rotation; null when the "
+                       "classifier saw the whole image (no crop rule, or no localizer)",
+    },
+    "Branch": {
+        "type": "object",
+        "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
+                     "type_probability", "joint_probability"],
+        "properties": {"manufacturer": {"type": "string"}, "manufacturer_probability": PROB,
+                       "family": STR_OR_NULL, "family_probability": PROB_OR_NULL,
+                       "type": STR_OR_NULL, "type_probability": PROB_OR_NULL,
+                       "joint_probability": {**PROB, "description": "P(manufacturer) x P(answer | manufacturer)"}},
+    },
+    "TopK": {
+        "type": "object", "required": ["manufacturer", "family", "type", "probability"],
+        "properties": {"manufacturer": {"type": "string"}, "family": STR_OR_NULL,
+                       "type": {**STR_OR_NULL, "description": "null for a whole-family leaf"},
+                       "probability": {**PROB, "description": "joint probability"}},
+    },
+    "Prediction": {
+        "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "aircraft", "box",
+                                       "unsure", "branches", "top_k"],
+        "properties": {
+            "file": {"type": "string", "description": "the image's name in the request"},
+            "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
+            "family": {"$ref": "#/components/schemas/FamilyResult"},
+            "type": {"$ref": "#/components/schemas/TypeResult"},
+            "answer": {"$ref": "#/components/schemas/Answer"},
+            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
+            "box": {"$ref": "#/components/schemas/Box"},
+            "unsure": {"type": "boolean", "description": "top manufacturer probability under the routing "
+                                                         "threshold: both leading branches are given "
+                                                         "(false for level `none`)"},
+            "branches": {"type": "array", "items": {"$ref": "#/components/schemas/Branch"}},
+            "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/TopK"}},
+        },
+    },
+    "PredictResponse": {
+        "type": "object", "required": ["model_version", "predictions", "timing_ms"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
+            "family": {"$ref": "#/components/schemas/FamilyResult"},
+            "type": {"$ref": "#/components/schemas/TypeResult"},
+            "answer": {"$ref": "#/components/schemas/Answer"},
+            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
+            "box": {"$ref": "#/components/schemas/Box"},
+            "unsure": {"type": "boolean"},
+            "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
+            "timing_ms": {"type": "object", "required": ["decode", "inference"],
+                          "properties": {"decode": {"type": "number"}, "inference": {"type": "number"}}},
+        },
+    },
+    "B64Instances": {
+        "type": "object", "required": ["instances"],
+        "properties": {"instances": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["b64"],
+            "properties": {"b64": {"type": "string", "format": "byte", "description": "base64 JPEG/PNG/WebP"}}}}},
+    },
+}
+
+PARAMETERS = {
+    "top_k": {"name": "top_k", "in": "query", "description": "number of (manufacturer, type) pairs listed",
+              "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3}},
+}
 
 
 def _top_k() -> int:

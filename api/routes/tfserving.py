@@ -24,8 +24,59 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import inference
 from ..errors import APIError
+from ..spec import PROB
 
 bp = Blueprint("tfserving", __name__, url_prefix="/v1")
+
+#: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
+SCHEMAS: dict[str, dict] = {
+    "TfModelStatus": {
+        "type": "object", "required": ["model_version_status"],
+        "properties": {"model_version_status": {"type": "array", "items": {
+            "type": "object", "required": ["version", "state", "status"],
+            "properties": {"version": {"type": "string"},
+                           "state": {"type": "string", "enum": ["LOADING", "AVAILABLE", "END"]},
+                           "status": {"type": "object", "properties": {"error_code": {"type": "string"},
+                                                                       "error_message": {"type": "string"}}}}}}},
+    },
+    "TfPredictRequest": {
+        "type": "object",
+        "description": 'row format `{"instances": [{"b64": ...}]}` or columnar `{"inputs": [{"b64": ...}]}` '
+                       '(a named input `{"image": {"b64": ...}}` is accepted in both)',
+        "properties": {"signature_name": {"type": "string", "enum": ["serving_default"]},
+                       "instances": {"type": "array", "items": {"type": "object"}},
+                       "inputs": {}},
+    },
+    "FlatOutputs": {
+        "type": "object",
+        "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
+                     "type_probability", "answer", "joint_probability", "unsure", "answer_level", "answer_text",
+                     "aircraft_probability", "box"],
+        "description": "one image's outputs (OIP v2 infer, TF Serving predict); a level the answer does not "
+                       'reach is "" with probability 0.0',
+        "properties": {"manufacturer": {"type": "string", "description": '"" for answer level `none`'},
+                       "manufacturer_probability": PROB,
+                       "family": {"type": "string"}, "family_probability": PROB,
+                       "type": {"type": "string"}, "type_probability": PROB,
+                       "answer": {"type": "string", "example": "B777 family"},
+                       "joint_probability": {**PROB, "description": "0.0 for answer level `none`"},
+                       "unsure": {"type": "boolean"},
+                       "answer_level": {"type": "string", "enum": ["type", "family", "manufacturer", "none"]},
+                       "answer_text": {"type": "string", "example": "not an aircraft"},
+                       "aircraft_probability": {"type": "number", "minimum": -1, "maximum": 1,
+                                                "description": "the localizer's aircraft probability; -1.0 "
+                                                               "when the version has no localizer"},
+                       "box": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer"},
+                               "description": "[left, top, right, bottom] in the uploaded image's pixels; "
+                                              "[-1, -1, -1, -1] when the answer came from the whole image"}},
+    },
+    "TfPredictResponse": {
+        "type": "object", "required": ["model_version"],
+        "properties": {"model_version": {"type": "string"},
+                       "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/FlatOutputs"}},
+                       "outputs": {"type": "object", "additionalProperties": {"type": "array", "items": {}}}},
+    },
+}
 
 
 def _check_name(name: str):

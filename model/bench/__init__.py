@@ -4,6 +4,6 @@
   (``make bench-score``; ``python -m model.bench`` runs it);
 - :mod:`.backbones`: each backbone's pooled-feature forward pass (``make bench-backbones``).
 
-The HTTP server's benchmark and soak test are the API's (``api/bench.py``: ``make bench-serve``,
+The HTTP server's benchmark and soak test are HTTP clients (``client/bench.py``: ``make bench-serve``,
 ``make soak``); they reuse :mod:`.score`'s payloads and limits.
 """

@@ -14,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from api.smoke import Server
+from client.server import Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # imagegen (pytest uses --import-mode=importlib)
 from imagegen import encode, pattern  # noqa: E402

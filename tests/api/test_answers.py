@@ -201,7 +201,7 @@ def test_decode_errors_of_the_two_phase_path(feature_server):
 def test_gate_only_version_answers_through_gunicorn_as_the_pipeline(tmp_path_factory, feature_image_dir):
     """The default recipe's shape (localizer, no crop): one batched phase per request, and the
     answers of ``Pipeline.predict``, with the gate's probability and no box."""
-    from api.smoke import Server
+    from client.server import Server
     from model.cascade import Cascade
     from tests.conftest import build_tiny_cascade
 

@@ -18,7 +18,7 @@ import requests
 from PIL import Image
 
 from api.config import Config
-from api.smoke import Server
+from client.server import Server
 from model import preprocessing as pp
 
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 from PIL import Image
 
-from api import bench
-from api.smoke import Server
+from client import bench
+from client.server import Server
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

@@ -130,6 +130,7 @@ def test_docs_page_renders_every_operation(server, browser):
     _wait(browser, lambda d: shown(d) == ops)
     assert "planespotter" in _text(browser, "swagger-ui")
     shot = SCREENSHOT.with_name("docs.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)  # also when run alone
     assert browser.save_screenshot(str(shot))
 
 

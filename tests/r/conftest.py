@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "r"))  # rserver
 from rparity import DEFAULT_IMAGE, ORACLE_BATCH, R_DIR, ROOT, SMOKE_DIR, ParityReport, edge_images  # noqa: E402
 from rserver import RServer  # noqa: E402
 
-from api.smoke import Server  # noqa: E402
+from client.server import Server  # noqa: E402
 
 
 def _require_r() -> None:

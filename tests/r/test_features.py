@@ -24,7 +24,7 @@ import requests
 from rparity import ORACLE_BATCH, R_DIR, ROOT, SMOKE_DIR, run_testthat
 from rserver import RServer
 
-from api.smoke import Server
+from client.server import Server
 from model.cascade import Cascade
 from model.pipeline import Pipeline
 

@@ -11,7 +11,7 @@ import requests
 from rparity import SMOKE_DIR
 from rserver import RServer
 
-from api.smoke import Server
+from client.server import Server
 from model import io as mio
 
 #: a fresh configuration: no PLANESPOTTER_DEFAULT_IMAGE ("" counts as unset on both sides)

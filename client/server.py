@@ -1,5 +1,8 @@
-"""Run the real server for a moment: start gunicorn on a free loopback port, wait until ready,
-classify a folder of photos over HTTP, print a table, stop the server (``make serve-smoke``)."""
+"""The real server as a child process: gunicorn serving ``api:create_app()`` on a free loopback
+port, for the clients (smoke, bench, soak) and the tests.
+
+The app is named by a string (:data:`APP`, :data:`GUNICORN_CONF`) and runs in its own process:
+this package never imports :mod:`api`."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+APP = "api:create_app()"
+GUNICORN_CONF = "python:api.gunicorn_conf"
 
 
 def free_port() -> int:
@@ -25,7 +30,7 @@ def free_port() -> int:
 
 
 class Server:
-    """A real gunicorn process serving ``api:create_app()`` on ``127.0.0.1:<free port>``.
+    """A real gunicorn process serving :data:`APP` on ``127.0.0.1:<free port>``.
 
     Args:
         model_dir: model version folder (``PLANESPOTTER_MODEL_DIR``).
@@ -44,7 +49,7 @@ class Server:
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
         self._log = tempfile.TemporaryFile() if quiet else None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "api:create_app()"],
+            [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, APP],
             cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL,
             stderr=self._log, start_new_session=True)
         self.timeout = timeout
@@ -111,58 +116,3 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def smoke(model_dir: str, images: list[Path], truth: dict[str, tuple[str, str]] | None = None) -> list[dict]:
-    """Classify ``images`` through a fresh server; returns one row per image."""
-    rows = []
-    with Server(model_dir) as srv:
-        waited = srv.wait_ready()
-        print(f"server ready on {srv.url} after {waited:.1f}s", flush=True)
-        for p in images:
-            with open(p, "rb") as f:
-                r = requests.post(srv.url + "/predict", files={"image": (p.name, f, "image/jpeg")}, timeout=120)
-            body = r.json()
-            if r.status_code != 200:
-                rows.append({"file": p.name, "error": body.get("message", r.text)})
-                continue
-            row = {"file": p.name, "manufacturer": body["manufacturer"]["label"] or "",  # None: not an aircraft
-                   "p_manufacturer": body["manufacturer"]["probability"] or 0.0, "family": body["family"]["label"] or "",
-                   "p_family": body["family"]["probability"] or 0.0, "type": body["type"]["label"] or "",
-                   "p_type": body["type"]["probability"] or 0.0, "answer": body["answer"]["label"],
-                   "unsure": body["unsure"]}
-            if truth and p.name in truth:
-                m, f, t = truth[p.name]
-                row["true"] = "/".join(x for x in (m, f, t) if x)
-                row["ok"] = {"manufacturer": row["manufacturer"] == m, "family": bool(f) and row["family"] == f,
-                             "type": bool(t) and row["type"] == t, "has_family": bool(f), "has_type": bool(t)}
-            rows.append(row)
-    return rows
-
-
-def summary(rows: list[dict]) -> str:
-    """``"manufacturer 11/12, family 9/12, type named and right 3/5 (of the photos with a known type)"``."""
-    scored = [r["ok"] for r in rows if "ok" in r]
-    if not scored:
-        return ""
-    fam = [o for o in scored if o["has_family"]]
-    typ = [o for o in scored if o["has_type"]]
-    return (f"right: manufacturer {sum(o['manufacturer'] for o in scored)}/{len(scored)}, "
-            f"family {sum(o['family'] for o in fam)}/{len(fam)}, "
-            f"type named and right {sum(o['type'] for o in typ)}/{len(typ)} (photos with a known type)")
-
-
-def print_table(rows: list[dict]) -> None:
-    """A fixed-width table of smoke results on stdout."""
-    cols = ["file", "true", "manufacturer", "p_manufacturer", "family", "p_family", "type", "p_type", "answer",
-            "unsure"]
-    cols = [c for c in cols if any(c in r for r in rows)]
-    fmt = {c: (lambda v: f"{v:.3f}") if c.startswith("p_") else str for c in cols}
-    cells = [[fmt[c](r[c]) if c in r else r.get("error", "") if c == "manufacturer" else "" for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    if summary(rows):
-        print(summary(rows))

@@ -1,4 +1,5 @@
-"""Serving benchmark and soak test over loopback (``make bench-serve``, ``make soak``).
+"""Serving benchmark and soak test over loopback (``make bench-serve``, ``make bench-sweep``,
+``make soak``; ``python -m client bench|bench-sweep|soak``).
 
 The load generator is a bounded closed loop: ``concurrency`` threads (``concurrent.futures``),
 each with its own keep-alive ``requests.Session``, send requests back to back until exactly
@@ -51,7 +52,12 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from .smoke import ROOT, Server
+from model import preprocessing as pp
+from model.bench.score import camera_payloads, decode_limit, decode_ms, model_forward, respec_version
+from model.cascade import Cascade
+from model.score import decode_workers
+
+from .server import ROOT, Server, free_port
 
 PAYLOAD_WIDTH = 800
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "smoke-airliners"
@@ -67,6 +73,7 @@ class Target:
     bodies: list[bytes] | None = None
 
     def send(self, session: requests.Session, k: int, timeout: float) -> requests.Response:
+        """Send request number ``k`` (its body: ``bodies[k % len(bodies)]``) on ``session``."""
         if self.bodies:
             body = self.bodies[k % len(self.bodies)]
             return session.request(self.method, self.url, data=body, timeout=timeout,
@@ -81,8 +88,6 @@ def photo_payloads(folder: Path = DEFAULT_PHOTOS, width: int = PAYLOAD_WIDTH, li
     Without photos there, synthetic gradient JPEGs stand in (640x427 for web widths; so the bench
     runs anywhere).
     """
-    from model.bench.score import camera_payloads
-
     return camera_payloads(width, folder, limit)
 
 
@@ -140,11 +145,6 @@ def limit_rows(model_dir, batch_size: int, payloads: dict[int, list[bytes]], n_i
             :class:`model.cascade.Cascade`; payloads: encoded photos by payload width;
         n_images: images the forward pass runs over.
     """
-    from model import preprocessing as pp
-    from model.bench.score import decode_limit, decode_ms, model_forward
-    from model.cascade import Cascade
-    from model.score import decode_workers
-
     cascade = model_dir
     if not isinstance(cascade, Cascade):
         cascade = Cascade.load(model_dir)
@@ -214,6 +214,7 @@ def resolve_model(model_dir: str | None) -> tuple[Path, str]:
 
 
 def model_version(model_dir: Path) -> str:
+    """The version name in ``model_dir``'s ``manifest.json``."""
     return json.loads((model_dir / "manifest.json").read_text())["version"]
 
 
@@ -228,11 +229,13 @@ def write_json(path: Path, obj) -> None:
 
 
 def server_env(batch_size: int, wait_ms: float, extra: dict | None = None) -> dict:
+    """The server's environment for a micro-batching setting, worker recycling off, plus ``extra``."""
     return {"PLANESPOTTER_MAX_BATCH_SIZE": str(batch_size), "PLANESPOTTER_MAX_BATCH_WAIT_MS": str(wait_ms),
             "GUNICORN_MAX_REQUESTS": "0", **(extra or {})}
 
 
 def print_rows(rows: list[dict]) -> None:
+    """Benchmark rows as right-aligned columns on stdout."""
     cols = ["server", "payload_width", "concurrency", "requests", "errors", "rps", "p50_ms", "p99_ms",
             "rps_with_decode", "ratio_to_forward_limit", "ratio_to_decode_limit", "ratio_to_first_width"]
     print("  ".join(f"{c:>11}" for c in cols))
@@ -244,8 +247,6 @@ def print_rows(rows: list[dict]) -> None:
 def r_plumber_server(model_dir: Path, timeout: float = 180.0):
     """The R plumber reference server (``r/rserver.py`` → ``Rscript r/serve.R``) on a free loopback
     port with the same model; yields its base URL and stops it afterwards."""
-    from .smoke import free_port
-
     port = free_port()
     env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
     proc = subprocess.Popen([sys.executable, str(ROOT / "r" / "rserver.py"), "--model-dir", str(model_dir),
@@ -296,14 +297,10 @@ def bench(args) -> int:
     """``make bench-serve``: every payload width at every concurrency, then the in-process limits,
     ``--rounds`` times interleaved (a slow spell of a shared machine hits every width and the
     limits alike); the rows are the medians over the rounds (:func:`median_rows`)."""
-    from model.cascade import Cascade
-
     model_dir, kind = resolve_model(args.model_dir)
     version = model_version(model_dir)
     tmp_models = None
     if args.jpeg_draft is not None:
-        from model.bench.score import respec_version
-
         tmp_models = tempfile.mkdtemp(prefix="planespotter-bench-models-")
         model_dir = respec_version(model_dir, tmp_models, jpeg_draft=args.jpeg_draft)
     widths = [int(w) for w in str(args.payload_width).split(",") if w.strip()]
@@ -450,6 +447,7 @@ def soak(model_dir: str | os.PathLike, n_requests: int = 10_000, concurrency: in
 
 
 def soak_main(args) -> int:
+    """``make soak``: :func:`soak`, written to ``--out``; exit 1 on errors or RSS growth of 10 % or more."""
     model_dir, kind = resolve_model(args.model_dir)
     result = soak(model_dir, args.requests, args.concurrency, kind=kind, photos=Path(args.photos))
     result["model_version"] = model_version(model_dir)
@@ -502,7 +500,7 @@ def add_parsers(sub) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="python -m api.bench")
+    p = argparse.ArgumentParser(prog="python -m client.bench")
     add_parsers(p.add_subparsers(dest="command", required=True))
     a = p.parse_args()
     sys.exit(a.func(a))

@@ -1,4 +1,4 @@
-"""``python -m api``: bad arguments give a message on stderr and a non-zero exit."""
+"""``python -m client``: bad arguments give a message on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bad_peer_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "api", "bench", "--peer", "plumber"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "client", "bench", "--peer", "plumber"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--peer wants NAME=http(s)://" in proc.stderr
 
 
 def test_help_lists_the_commands():
-    proc = subprocess.run([sys.executable, "-m", "api", "--help"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "client", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0
     for cmd in ("smoke", "bench", "bench-sweep", "soak"):
