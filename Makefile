@@ -189,7 +189,7 @@ clean-suspects: venv  ## list rows whose label a confident model disagrees with:
 # One pytest process per area: in-process EGL rendering (synth), rpy2's embedded R, torch and
 # TensorFlow do not all belong in one process (a segfault in moderngl once R and torch were
 # loaded). The areas' JUnit reports are summed into one closing line.
-TEST_AREAS ?= synth scrape ingest model api client r k8s docker
+TEST_AREAS ?= dataset synth scrape ingest model api client r k8s docker
 PYTEST_ARGS ?=
 # The container tests start a local Docker engine (docker/engine.sh) when none answers. `make test`
 # stops it again at the end (also after a failure or an interrupt) unless KEEP_DOCKER=1, leaves

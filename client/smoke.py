@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from scrape.labels import normalise_type
-from scrape.schema import family_of, manufacturer_of_family
+from dataset.labels import normalise_type
+from dataset.schema import family_of, manufacturer_of_family
 
 from .server import Server
 
@@ -22,7 +22,7 @@ def truth_of(row: dict) -> tuple[str, str, str]:
     """``(manufacturer, family, ICAO type)`` of a labels row: the schema's columns, or a photo
     folder's ``labels.csv`` (``manufacturer``, ``family`` such as "737" or "A340",
     ``variant_if_known`` such as "737-800"), normalised to the project's names ("B737", "B738")
-    with :mod:`scrape.schema` and :mod:`scrape.labels`."""
+    with :mod:`dataset.schema` and :mod:`dataset.labels`."""
     m = row.get("manufacturer", "")
     t = row.get("icao_type", "")
     variant = row.get("variant_if_known", "")

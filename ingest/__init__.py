@@ -1,7 +1,7 @@
 """Importers that turn labelled photo collections into datasets of the shared schema.
 
 ``python -m ingest {csv,real-airliners,fgvc} ...`` (see ``--help``) writes ``<out>/metadata.csv``
-with the columns of :data:`scrape.schema.COLUMNS`. Images are **referenced in place**:
+with the columns of :data:`dataset.schema.COLUMNS`. Images are **referenced in place**:
 ``image_path`` is the path of the original file relative to ``<out>`` (POSIX), never a copy, so
 photos whose licence forbids redistribution (``../shared/data/real-airliners``, FGVC-Aircraft)
 stay where they are.

@@ -9,9 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import core
+from dataset.duplicates import MAX_DISTANCE
+
+from . import core, fgvc, other_aircraft, real_airliners
 from . import splits as sp
 from .core import IngestError
+from .csvimport import candidates_from_csv, parse_column_options
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -28,8 +31,8 @@ def _common(p: argparse.ArgumentParser, out_default: Path | None) -> None:
     p.add_argument("--seed", type=int, default=0, help="split shuffling seed (default 0)")
     p.add_argument("--fractions", type=float, nargs=3, default=list(sp.DEFAULT_FRACTIONS),
                    metavar=("TRAIN", "VAL", "TEST"), help="split shares of rows (default 0.7 0.15 0.15)")
-    p.add_argument("--max-distance", type=int, default=sp.MAX_DISTANCE,
-                   help=f"pHash Hamming distance of near-duplicates, inclusive (default {sp.MAX_DISTANCE})")
+    p.add_argument("--max-distance", type=int, default=MAX_DISTANCE,
+                   help=f"pHash Hamming distance of near-duplicates, inclusive (default {MAX_DISTANCE})")
     p.add_argument("--cache-dir", type=Path, default=core.PROCESSED_DIR,
                    help=f"image-info cache folder (default {core.PROCESSED_DIR})")
     p.add_argument("--skip-bad", action="store_true",
@@ -48,8 +51,6 @@ def _run(args: argparse.Namespace, cands, options: dict, *, assign: bool = True,
 
 def cmd_csv(args: argparse.Namespace) -> int:
     """``csv``: a labels CSV + images folder (:mod:`ingest.csvimport`)."""
-    from .csvimport import candidates_from_csv, parse_column_options
-
     columns = parse_column_options(args.column)
     cands = candidates_from_csv(args.labels, args.images_root, args.source or "", columns)
     return _run(args, cands, {"command": "csv", "columns": columns, "source": args.source or ""},
@@ -58,24 +59,18 @@ def cmd_csv(args: argparse.Namespace) -> int:
 
 def cmd_real(args: argparse.Namespace) -> int:
     """``real-airliners``: the preset for ../shared/data/real-airliners (:mod:`ingest.real_airliners`)."""
-    from . import real_airliners
-
     root = args.root if args.root is not None else real_airliners.default_root()
     return _run(args, real_airliners.candidates(root), {"command": "real-airliners"})
 
 
 def cmd_other(args: argparse.Namespace) -> int:
     """``other-aircraft``: the preset for ../shared/data/other-aircraft (:mod:`ingest.other_aircraft`)."""
-    from . import other_aircraft
-
     root = args.root if args.root is not None else other_aircraft.default_root()
     return _run(args, other_aircraft.candidates(root), {"command": "other-aircraft"})
 
 
 def cmd_fgvc(args: argparse.Namespace) -> int:
     """``fgvc``: FGVC-Aircraft 2013b, optionally downloaded first (:mod:`ingest.fgvc`)."""
-    from . import fgvc
-
     if args.download:
         fgvc.download(args.root, url=args.url)
     return _run(args, fgvc.candidates(args.root), {"command": "fgvc"}, assign=False)
@@ -83,8 +78,6 @@ def cmd_fgvc(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ingest`` argument parser (sub-commands csv, real-airliners, fgvc)."""
-    from . import fgvc, real_airliners
-
     ap = argparse.ArgumentParser(prog="python -m ingest", description=(
         "Import labelled photo collections as datasets of the shared metadata schema "
         "(<out>/metadata.csv; images referenced in place, never copied)."))
@@ -111,8 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the real-airliners folder (default $REAL_DATA, else {real_airliners.DEFAULT_ROOT})")
     _common(p, real_airliners.DEFAULT_OUT)
     p.set_defaults(func=cmd_real)
-
-    from . import other_aircraft
 
     p = sub.add_parser("other-aircraft", help="the ../shared/data/other-aircraft preset (manufacturer Other)",
                        description="Import ../shared/data/other-aircraft (labels.csv) in place: photos of "

@@ -4,10 +4,10 @@ An importer turns its source into :class:`Candidate` rows (schema columns + the 
 file), then :func:`run_import`:
 
 1. normalises and checks the labels (:func:`normalise_labels`): manufacturer → ``Airbus``,
-   ``Boeing`` or ``Other``, ``family`` from ``icao_type`` (:func:`scrape.schema.family_of`),
+   ``Boeing`` or ``Other``, ``family`` from ``icao_type`` (:func:`dataset.schema.family_of`),
    the manufacturer from the family when only the family/type is given, contradictions rejected;
 2. reads every image file: sha256 of its bytes (checked against a given one), decoded with the
-   project's one decoder (:func:`model.preprocessing.decode_image`: JPEG/PNG/WebP, EXIF
+   project's one decoder (:func:`dataset.decode.decode_image`: JPEG/PNG/WebP, EXIF
    orientation applied) for ``width``/``height`` and the pHash of the image **after**
    ``crop_box`` (the pixels the model sees) — cached by sha256 under ``data/processed/``;
 3. rejects bad rows (missing file, unreadable image, unknown manufacturer, …) with one error
@@ -15,7 +15,7 @@ file), then :func:`run_import`:
 4. fills ``phash`` and ``near_duplicate_of`` (same sha256, or pHash distance ≤ 6), builds airframe
    groups (registration ∪ near-duplicates) and assigns splits by group
    (:func:`ingest.splits.assign_group_splits`), keeping splits the source gives;
-5. writes ``<out>/metadata.csv`` atomically (:func:`scrape.dataset.write_rows_atomic`) with
+5. writes ``<out>/metadata.csv`` atomically (:func:`dataset.metadata.write_rows_atomic`) with
    ``image_path`` relative to ``<out>`` (POSIX), and ``<out>/ingest.json`` recording the inputs'
    fingerprint, so an unchanged re-run is skipped (:func:`up_to_date`).
 """
@@ -31,10 +31,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from scrape.dataset import read_rows, write_rows_atomic, write_text_atomic
-from scrape.images import phash, sha256_hex
-from scrape.labels import normalise_type
-from scrape.schema import COLUMNS, FAMILIES, METADATA_FILE, SPLITS, empty_row, family_of, manufacturer_of_family
+from tqdm import tqdm
+
+from dataset import decode
+from dataset.duplicates import MAX_DISTANCE, near_duplicate_pairs, union_groups
+from dataset.images import phash, sha256_hex
+from dataset.labels import normalise_type
+from dataset.metadata import read_rows, write_rows_atomic, write_text_atomic
+from dataset.schema import COLUMNS, FAMILIES, METADATA_FILE, SPLITS, empty_row, family_of, manufacturer_of_family
 
 from . import splits as sp
 
@@ -52,7 +56,7 @@ _BOEING = {"boeing", "the boeing company", "boeing company", "boeing commercial 
 
 #: Makers (lower case) that normalise to ``Other``: FGVC-Aircraft 2013b's 30 manufacturer names
 #: (data/manufacturers.txt) less Airbus and Boeing, the multi-word prefixes of
-#: scrape/type_rules.json, and other airliner builders.
+#: dataset/type_rules.json, and other airliner builders.
 OTHER_MANUFACTURERS = frozenset({
     "other", "atr", "antonov", "antonov design bureau", "beechcraft", "bombardier",
     "bombardier aerospace", "british aerospace", "british aircraft corporation", "britten-norman",
@@ -169,9 +173,9 @@ def normalise_labels(row: dict[str, str]) -> list[str]:
     * ``manufacturer``: :func:`normalise_manufacturer`; the raw value goes to
       ``manufacturer_raw`` when that is empty. Empty → derived from the family.
     * ``icao_type``: upper case. A value that is no designator ("737-800", "Boeing 777-300ER") is
-      mapped with the crawler's rules (:func:`scrape.labels.normalise_type`; the raw value goes to
+      mapped with the crawler's rules (:func:`dataset.labels.normalise_type`; the raw value goes to
       ``type_raw``, the variant to an empty ``sub_model``).
-    * ``family``: upper case; empty → :func:`scrape.schema.family_of` of the type.
+    * ``family``: upper case; empty → :func:`dataset.schema.family_of` of the type.
 
     Returns:
         Problems (empty list = the row is fine): unknown manufacturer or split, a type that is
@@ -227,14 +231,12 @@ def normalise_labels(row: dict[str, str]) -> list[str]:
 
 def parse_crop_box(text: str, width: int, height: int) -> tuple[int, int, int, int] | None:
     """The ``crop_box`` column (``"left top right bottom"``, Pillow order, integers) as a tuple,
-    checked against the image: :func:`model.preprocessing.parse_crop_box` plus the bounds.
+    checked against the image: :func:`dataset.decode.parse_crop_box` plus the bounds.
 
     ``""`` → ``None``. Raises ValueError unless it is four integers with
     ``0 <= left < right <= width`` and ``0 <= top < bottom <= height``.
     """
-    from model.preprocessing import parse_crop_box as parse
-
-    box = parse(text)
+    box = decode.parse_crop_box(text)
     if box is not None and not (box[2] <= width and box[3] <= height):
         raise ValueError(f"crop_box {text!r} is not inside the {width}x{height} image")
     return box
@@ -286,12 +288,10 @@ def read_image(c: Candidate, cache: ImageInfoCache) -> dict[str, str]:
     Returns:
         ``{"sha256", "width", "height", "crop_box", "phash"}`` as strings. ``width``/``height``
         are the decoded image's (EXIF orientation applied: the frame ``crop_box`` refers to);
-        the pHash is :func:`scrape.images.phash` of the image cut to ``crop_box``.
+        the pHash is :func:`dataset.images.phash` of the image cut to ``crop_box``.
     Raises:
         ValueError: file missing or unreadable, sha256 mismatch, bad crop box.
     """
-    from model.preprocessing import ImageDecodeError, decode_image
-
     try:
         data = c.file.read_bytes()
     except FileNotFoundError:
@@ -312,8 +312,8 @@ def read_image(c: Candidate, cache: ImageInfoCache) -> dict[str, str]:
         img = None
     else:
         try:
-            img = decode_image(data)
-        except ImageDecodeError as e:
+            img = decode.decode_image(data)
+        except decode.ImageDecodeError as e:
             raise ValueError(f"unreadable image ({e.code}): {e}") from None
         w, h = img.size
     if c.crop_bottom:
@@ -384,7 +384,7 @@ def _reason_counts(bad: list[BadRow]) -> str:
 
 def run_import(candidates: list[Candidate], out: str | os.PathLike, *, options: dict | None = None,
                assign: bool = True, resplit: bool = False, seed: int = 0,
-               fractions=sp.DEFAULT_FRACTIONS, max_distance: int = sp.MAX_DISTANCE,
+               fractions=sp.DEFAULT_FRACTIONS, max_distance: int = MAX_DISTANCE,
                cache_dir: str | os.PathLike | None = PROCESSED_DIR, skip_bad: bool = False,
                force: bool = False, progress: bool | None = None) -> ImportResult:
     """Check, hash, group, split and write ``candidates`` as ``<out>/metadata.csv``.
@@ -406,8 +406,6 @@ def run_import(candidates: list[Candidate], out: str | os.PathLike, *, options: 
     Raises:
         IngestError: no rows, or bad rows without ``skip_bad`` (the message lists them).
     """
-    from tqdm import tqdm
-
     t0 = time.monotonic()
     out = Path(out)
     csv_path = out / METADATA_FILE
@@ -452,7 +450,7 @@ def run_import(candidates: list[Candidate], out: str | os.PathLike, *, options: 
     if not rows:
         raise IngestError(f"no importable rows (all {len(candidates)} are bad):\n{_format_bad(bad)}")
 
-    pairs = sp.near_duplicate_pairs([r["phash"] for r in rows], max_distance)
+    pairs = near_duplicate_pairs([r["phash"] for r in rows], max_distance)
     sha_edges = sp.same_value_edges([r["sha256"] for r in rows])
     dup_of: dict[int, int] = {}
     for i, j in [*map(tuple, pairs.tolist()), *sha_edges]:
@@ -461,7 +459,7 @@ def run_import(candidates: list[Candidate], out: str | os.PathLike, *, options: 
         rows[j]["near_duplicate_of"] = rows[i]["image_path"]
     near_pairs = {(int(i), int(j)) for i, j in pairs.tolist()} | set(sha_edges)
     regs = [" ".join(r["registration"].split()).upper() for r in rows]
-    groups = sp.union_groups(len(rows), [*near_pairs, *sp.same_value_edges(regs)])
+    groups = union_groups(len(rows), [*near_pairs, *sp.same_value_edges(regs)])
     if assign:
         strata = [f"{r['manufacturer']}/{r['family'] or r['icao_type'] or r['sub_model']}" for r in rows]
         split = sp.assign_group_splits(groups, strata, [r["split"] for r in rows],
@@ -489,7 +487,7 @@ def run_import(candidates: list[Candidate], out: str | os.PathLike, *, options: 
 def summary(result: ImportResult) -> str:
     """A text report: rows per source × manufacturer × split (with totals), near-duplicates,
     groups, skipped rows, time."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas start-up (~1 s), only for this report
 
     df = pd.DataFrame(result.rows, columns=list(COLUMNS))
     split = df["split"].replace("", "(none)")

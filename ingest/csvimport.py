@@ -28,7 +28,7 @@ import csv
 import os
 from pathlib import Path, PurePosixPath
 
-from scrape.schema import COLUMNS
+from dataset.schema import COLUMNS
 
 from .core import Candidate, IngestError
 

@@ -24,6 +24,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import requests
+from tqdm import tqdm
+
 from .core import Candidate, IngestError
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz"
@@ -144,9 +147,6 @@ def download(root: str | os.PathLike, url: str = URL, timeout: float = 30.0,
         IngestError: the download fails (offline, HTTP error, short read; the message says how to
             resume) or the archive does not hold ``fgvc-aircraft-2013b/``.
     """
-    import requests
-    from tqdm import tqdm
-
     root = Path(root)
     try:
         return data_dir(root)

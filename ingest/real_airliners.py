@@ -10,7 +10,7 @@ height, licence_note, source_label. Mapped to the schema:
   ``icao_type``, ``manufacturer`` as given (checked);
 * ``type_raw`` = the type text in ``source_label`` ("Boeing 737-8 MAX", "A340-200",
   "Airbus A320"); ``sub_model`` = the crawler's variant for it
-  (:func:`scrape.labels.normalise_type`) when that agrees with ``icao_type``, else the type
+  (:func:`dataset.labels.normalise_type`) when that agrees with ``icao_type``, else the type
   text without the maker;
 * ``crop_box`` = ``"0 0 W H-20"`` for ``arkhesiae-alys2-fgvc``: those photos keep
   FGVC-Aircraft's 20-px credit banner at the bottom (the folder's README).
@@ -25,7 +25,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from scrape.labels import normalise_type
+from dataset.labels import normalise_type
 
 from .core import Candidate, IngestError
 

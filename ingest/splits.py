@@ -1,10 +1,12 @@
-"""Near-duplicates, airframe groups and the stratified group split of imported photos.
+"""Airframe groups and the stratified group split of imported photos.
 
 Rule (the brief of the importers): rows that show the same airframe (same ``registration``) or
 the same photo (same ``sha256``, or pHash Hamming distance ≤ ``max_distance``) form one group —
 the transitive closure of those relations — and a group never spans two splits. Groups are then
 dealt to train/validation/test per stratum (manufacturer × family) so each stratum gets its
 fractions, and a stratum with at least three groups gets at least one group in every split.
+The near-duplicate pairs and the closure into groups are :mod:`dataset.duplicates`'
+(:func:`~dataset.duplicates.near_duplicate_pairs`, :func:`~dataset.duplicates.union_groups`).
 """
 
 from __future__ import annotations
@@ -14,65 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scrape.schema import SPLITS
-
-#: pHash Hamming distance at or below which two photos are near-duplicates; the crawler's
-#: ``NEAR_DUPLICATE_MAX_DISTANCE`` (scrape/settings.py).
-MAX_DISTANCE = 6
+from dataset.schema import SPLITS
 
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
-
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def near_duplicate_pairs(phashes: Sequence[str], max_distance: int = MAX_DISTANCE,
-                         chunk: int = 256) -> np.ndarray:
-    """All pairs of rows whose 64-bit pHashes differ in at most ``max_distance`` bits.
-
-    Args:
-        phashes: 16-hex-digit hashes (:func:`scrape.images.phash`); ``""`` rows never pair.
-        max_distance: Hamming threshold, 0..64 (inclusive).
-        chunk: rows compared at once (memory ``8 * chunk * len(phashes)`` bytes).
-    Returns:
-        int64 array ``(k, 2)`` of row indices ``i < j``, sorted by ``i`` then ``j``.
-    """
-    idx = np.array([k for k, h in enumerate(phashes) if h], dtype=np.int64)
-    if len(idx) < 2:
-        return np.zeros((0, 2), np.int64)
-    v = np.array([int(phashes[k], 16) for k in idx], dtype=np.uint64)
-    out = []
-    for start in range(0, len(v), chunk):
-        x = v[start:start + chunk, None] ^ v[None, :]
-        d = _POPCOUNT[x.view(np.uint8)].reshape(x.shape[0], x.shape[1], 8).sum(-1, dtype=np.int64)
-        i, j = np.nonzero(d <= max_distance)
-        i = i + start
-        keep = j > i
-        if keep.any():
-            out.append(np.stack([idx[i[keep]], idx[j[keep]]], axis=1))
-    if not out:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.concatenate(out)
-    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-
-
-def union_groups(n: int, edges) -> list[int]:
-    """Connected components of ``n`` nodes under ``edges`` (iterable of ``(i, j)``).
-
-    Returns the component id of each node: the smallest node index in its component.
-    """
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return [find(x) for x in range(n)]
 
 
 def same_value_edges(values: Sequence[str]) -> list[tuple[int, int]]:
@@ -105,7 +51,7 @@ def assign_group_splits(groups: Sequence[int], strata: Sequence[str], preset: Se
     """Assign every row a split so that no group spans two splits (unless ``preset`` says so).
 
     Args:
-        groups: group id of each row (:func:`union_groups`).
+        groups: group id of each row (:func:`dataset.duplicates.union_groups`).
         strata: stratum of each row (e.g. ``"Airbus/A220"``); a group belongs to the stratum most
             of its rows have (ties: the alphabetically first).
         preset: a split already given to the row (``train``/``validation``/``test``) or ``""``.

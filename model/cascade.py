@@ -40,9 +40,9 @@ def is_type_leaf(leaf: str) -> bool:
 
 def leaf_families(labels: dict, manufacturer: str) -> list[str]:
     """The family of each stage-2 leaf of ``manufacturer``, in output order: ``labels["families"]``
-    when the version has it, else :func:`scrape.schema.family_of` of the leaf (versions trained
+    when the version has it, else :func:`dataset.schema.family_of` of the leaf (versions trained
     before families existed), else the leaf itself."""
-    from scrape.schema import family_of
+    from dataset.schema import family_of
 
     leaves = labels.get("types", {}).get(manufacturer, [])
     known = labels.get("families", {}).get(manufacturer, {})

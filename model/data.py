@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scrape.schema import COLUMNS, METADATA_FILE, SPLITS, family_of
+from dataset.schema import COLUMNS, METADATA_FILE, SPLITS, family_of
 
 from . import preprocessing as pp
 from .io import write_npy
@@ -30,9 +31,9 @@ def read_metadata(path: str | os.PathLike | list) -> pd.DataFrame:
     """Read one dataset CSV (or the ``metadata.csv`` inside a dataset folder), or several, stacked.
 
     Renders (``synth``), scraped photos (``scrape``) and imported photos (``ingest``) share the
-    schema (:mod:`scrape.schema`), so one reader serves them all. Columns added to the schema
-    later (:data:`scrape.schema.OPTIONAL_COLUMNS`) are filled with ``""``; an empty ``family`` is
-    derived from ``icao_type`` (:func:`scrape.schema.family_of`).
+    schema (:mod:`dataset.schema`), so one reader serves them all. Columns added to the schema
+    later (:data:`dataset.schema.OPTIONAL_COLUMNS`) are filled with ``""``; an empty ``family`` is
+    derived from ``icao_type`` (:func:`dataset.schema.family_of`).
 
     Returns:
         DataFrame with every schema column as ``str`` ('' for missing) and extra columns
@@ -176,7 +177,7 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         preprocessing.ImageDecodeError: an image cannot be decoded. ValueError: a bad crop box.
     """
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: TensorFlow start-up (~3 s), and optional (other Keras backends)
     except ImportError:
         tf = None
     if not paths:
@@ -204,12 +205,10 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         path, box = as_str(path), as_str(box)
         if drafts is None:
             return pp.to_uint8(path, spec, box)
-        img, s = pp.decode_scaled(path, spec, drafts[path] or None)
+        img, s = pp.decode_for_spec(path, spec, drafts[path] or None)
         return pp.to_uint8(img, spec, box or None, dct_scale=s)
 
     if tf is None:  # another Keras backend (e.g. PyTorch on a GPU machine): Pillow in threads
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             out = np.stack(list(pool.map(decode, paths, boxes)))
     else:

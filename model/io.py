@@ -22,12 +22,15 @@ symlink) is switched atomically after that, so a reader never sees a half-writte
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
+
+from dataset.images import sha256_file
 
 from . import preprocessing as pp
 
@@ -56,20 +59,9 @@ def new_version() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_npy(path: Path, array) -> None:
     """Save a NumPy array atomically (``<name>.tmp<pid>.npy`` beside it, then ``os.replace``), so a
     killed run never leaves a half-written cache; creates the parent folder."""
-    import numpy as np
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
@@ -237,7 +229,7 @@ def read_version_info(path: str | os.PathLike) -> dict:
 
 def load_keras(path: Path):
     """Load a ``.keras`` file for inference (``compile=False``); errors become ModelLoadError."""
-    import keras
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
     try:
         return keras.models.load_model(path, compile=False)

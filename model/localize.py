@@ -43,7 +43,7 @@ def localizer_input(img: Image.Image, size: int = 224, box=None, dct_scale: int 
         size: the localizer's input side (pixels).
         box: the region the model looks at (a dataset ``crop_box``, e.g. FGVC's banner cut), in
             full-size pixels; ``None``: the whole image.
-        dct_scale: the scale ``img`` was decoded at (:func:`model.preprocessing.decode_scaled`).
+        dct_scale: the scale ``img`` was decoded at (:func:`model.preprocessing.decode_for_spec`).
     Returns:
         float32 ``(size, size, 3)`` in [0, 1]: the region resized whole (Pillow bilinear), ``/ 255``.
     """
@@ -77,7 +77,7 @@ def decode(source, spec, crop_box=None) -> tuple[Image.Image, int, tuple[int, in
     ``make score``, training's localizer pass, R).
 
     The JPEG draft scale is chosen for the region the model looks at (the dataset ``crop_box``
-    or the whole image; :func:`model.preprocessing.decode_scaled`), the same for the localizer's
+    or the whole image; :func:`model.preprocessing.decode_for_spec`), the same for the localizer's
     input and for the crop, so every path cuts the same pixels.
 
     Returns:
@@ -87,7 +87,7 @@ def decode(source, spec, crop_box=None) -> tuple[Image.Image, int, tuple[int, in
         ImageDecodeError: see :func:`model.preprocessing.decode_image`. ValueError: a bad crop box.
     """
 
-    img, s = pp.decode_scaled(source, spec, crop_box)
+    img, s = pp.decode_for_spec(source, spec, crop_box)
     return img, s, (img.size if s == 1 else full_size(source))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import skimage
 from PIL import Image, ImageDraw, ImageFilter
 
 #: Kinds of :func:`generated` images, cycled in this order.
@@ -20,9 +21,7 @@ KINDS = ("noise", "sky", "text", "ball", "flat", "checker", "blur", "stripes")
 
 def bundled() -> list[tuple[str, Image.Image]]:
     """scikit-image's bundled sample photos as ``(name, RGB image)``, sorted by name (about 25;
-    grayscale ones converted to RGB). Raises ImportError without scikit-image."""
-    import skimage
-
+    grayscale ones converted to RGB)."""
     folder = Path(skimage.__file__).parent / "data"
     out = []
     for f in sorted(list(folder.glob("*.png")) + list(folder.glob("*.jpg"))):

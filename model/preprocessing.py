@@ -1,7 +1,7 @@
 """The one definition of image preprocessing, shared by training, serving, batch scoring and R.
 
-Every path that turns an image file into a model input goes through :func:`decode_image` and
-:func:`to_array` with a :class:`PreprocessingSpec`. The spec is saved beside each model version as
+Every path that turns an image file into a model input goes through the project's one decoder
+(:mod:`dataset.decode`) and :func:`to_array` with a :class:`PreprocessingSpec`. The spec is saved beside each model version as
 ``preprocessing.json`` together with the sha256 of the preprocessed tensor of a reference image
 (:func:`reference_checksum`), so a server or the R side can prove it preprocesses identically.
 
@@ -11,7 +11,7 @@ by 255. TensorFlow's ``tf.image.resize`` picks different source pixels (../share
 so it is never used on the serving path.
 
 Large JPEGs (camera files of 12-24 MP) can be decoded at 1/2, 1/4 or 1/8 of their size by
-libjpeg itself (DCT-domain scaling, :func:`decode_scaled`) when the spec's ``jpeg_draft`` is set:
+libjpeg itself (DCT-domain scaling, :func:`decode_for_spec`) when the spec's ``jpeg_draft`` is set:
 about 7x less decode time at 4000 px, and still at least ``jpeg_draft`` times the model input on
 each side before the resize. Versions saved without the field decode at full size.
 """
@@ -22,15 +22,15 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-from pathlib import Path
-from typing import Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-#: Formats accepted anywhere in the project (Pillow format names).
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
+from dataset import decode
+# The decoder's names that model/ and api/ code uses through this module (pp.ImageDecodeError, ...).
+from dataset.decode import (  # noqa: F401
+    MAX_IMAGE_PIXELS, ImageDecodeError, ImageSource, as_box, crop, decode_image, draft_scale, parse_crop_box,
+)
 
 #: Pillow resampling filters by the names used in specs.
 RESAMPLING = {
@@ -40,24 +40,6 @@ RESAMPLING = {
     "lanczos": Image.Resampling.LANCZOS,
     "box": Image.Resampling.BOX,
 }
-
-#: Largest image accepted, in pixels (Pillow raises DecompressionBombError at 2x this).
-MAX_IMAGE_PIXELS = 50_000_000
-
-ImageSource = Union[bytes, bytearray, str, os.PathLike]
-
-
-class ImageDecodeError(ValueError):
-    """An input could not be turned into an RGB image.
-
-    ``code`` is a stable machine-readable reason: ``empty``, ``unsupported_format``,
-    ``truncated``, ``too_large`` or ``unreadable``.
-    """
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
 
 #: Classes whose activation maps are summed into the localisation map (fixed-wing aircraft).
 CAM_CLASSES: tuple[int, ...] = (404, 895, 908)
@@ -195,40 +177,22 @@ class PreprocessingSpec:
 R_ORIGINAL_SPEC = PreprocessingSpec(height=150, width=150, resize="nearest")
 
 
-def decode_image(source: ImageSource) -> Image.Image:
-    """Open an encoded image and return it as an 8-bit RGB Pillow image, at full size.
-
-    Only JPEG, PNG and WebP are opened (Pillow ``formats=`` allow-list). The EXIF orientation is
-    applied; animated images give their first frame; grayscale, palette, RGBA (composited on
-    white), CMYK and 16-bit images are converted to RGB. (The model-input path,
-    :func:`to_uint8`, decodes through :func:`decode_scaled` instead, which may read a JPEG at a
-    reduced scale when the spec asks for it.)
-
-    Args:
-        source: the encoded bytes, or a path to a file.
-
-    Returns:
-        A fully loaded ``PIL.Image.Image`` in mode ``"RGB"``.
-
-    Raises:
-        ImageDecodeError: with ``code`` ``empty`` (zero bytes), ``unsupported_format``,
-            ``truncated``, ``too_large`` (over :data:`MAX_IMAGE_PIXELS`) or ``unreadable``.
-    """
-    return decode_scaled(source)[0]
-
-
-#: libjpeg's DCT-domain output scales that Pillow's ``JpegImageFile.draft`` can ask for, as
-#: denominators (1/8, 1/4, 1/2; 1 is the full-size decode), largest reduction first.
-DCT_SCALES: tuple[int, ...] = (8, 4, 2)
-
 #: ``jpeg_draft`` of new trainings (``model.training.train.TrainConfig.spec``): the decoded JPEG keeps at
 #: least twice the model input on each side, so the resize still averages 2x2 or more source
 #: pixels per output pixel (accuracy before/after: README, "Real-size uploads").
 DEFAULT_JPEG_DRAFT = 2
 
 
+def draft_min_size(spec: "PreprocessingSpec") -> tuple[int, int] | None:
+    """The decoded size a JPEG must keep under ``spec`` (:func:`dataset.decode.decode_scaled`'s
+    ``min_size``): ``(k * spec.width, k * spec.height)`` with ``k = spec.jpeg_draft``, or ``None``
+    (the full-size decode) when ``k == 0``."""
+    k = spec.jpeg_draft
+    return (k * spec.width, k * spec.height) if k else None
+
+
 def jpeg_draft_scale(size: tuple[int, int], spec: "PreprocessingSpec") -> int:
-    """The DCT scale denominator :func:`decode_scaled` decodes a JPEG at.
+    """The DCT scale denominator :func:`decode_for_spec` decodes a JPEG at.
 
     Args:
         size: ``(width, height)`` in full-size pixels of the region the model will see (the
@@ -236,64 +200,26 @@ def jpeg_draft_scale(size: tuple[int, int], spec: "PreprocessingSpec") -> int:
         spec: the preprocessing spec; ``spec.jpeg_draft`` is the factor ``k``.
 
     Returns:
-        The largest ``s`` of :data:`DCT_SCALES` with ``width // s >= k * spec.width`` and
-        ``height // s >= k * spec.height``; ``1`` (full size) when none fits or ``k == 0``.
+        The largest ``s`` of :data:`dataset.decode.DCT_SCALES` with ``width // s >= k * spec.width``
+        and ``height // s >= k * spec.height``; ``1`` (full size) when none fits or ``k == 0``
+        (:func:`dataset.decode.draft_scale` of :func:`draft_min_size`).
         E.g. with ``k = 2`` and a 288x288 input: 4000x2667 -> 4 (1000x667), 6000x4000 -> 4,
         2000x1333 -> 2, 800x533 -> 1.
     """
-    k = spec.jpeg_draft
-    if not k:
-        return 1
-    w, h = size
-    for s in DCT_SCALES:
-        if w // s >= k * spec.width and h // s >= k * spec.height:
-            return s
-    return 1
+    return draft_scale(size, draft_min_size(spec))
 
 
-class _DecodeErrors:
-    """Context manager: Pillow's exceptions while opening/decoding become :class:`ImageDecodeError`."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, e, tb):
-        if exc_type is None or issubclass(exc_type, ImageDecodeError):
-            return False
-        if issubclass(exc_type, Image.DecompressionBombError):
-            raise ImageDecodeError("too_large", f"image too large: {e}") from None
-        if issubclass(exc_type, UnidentifiedImageError):
-            raise ImageDecodeError("unsupported_format", f"not a {'/'.join(ALLOWED_FORMATS)} image") from None
-        if issubclass(exc_type, (OSError, SyntaxError, ValueError)):
-            msg = str(e)
-            code = "truncated" if "truncated" in msg.lower() or "broken data stream" in msg else "unreadable"
-            raise ImageDecodeError(code, f"cannot decode image: {msg}") from None
-        return False
-
-
-def _box(crop_box) -> tuple[int, int, int, int] | None:
-    return parse_crop_box(crop_box) if isinstance(crop_box, str) or crop_box is None else tuple(crop_box)
-
-
-def decode_scaled(source: ImageSource, spec: "PreprocessingSpec | None" = None,
-                  crop_box: tuple[int, int, int, int] | str | None = None) -> tuple[Image.Image, int]:
-    """:func:`decode_image`, reading a JPEG at a reduced DCT scale when ``spec.jpeg_draft`` asks.
-
-    With ``spec.jpeg_draft = k >= 1`` and a JPEG (or MPO, a camera JPEG with a second picture),
-    the decoder is told (Pillow ``draft``, before loading) to produce the image at 1/s of its
-    size, ``s = jpeg_draft_scale(region, spec)``, region being ``crop_box``'s size or the whole
-    image's, in the EXIF-rotated frame. libjpeg then skips most of the IDCT work: each output
-    pixel covers an s x s block of the full-size image (the last row/column may cover less; the
-    size is ``ceil(full / s)``). The pixel limit (:data:`MAX_IMAGE_PIXELS`) is checked on the
-    full size. The EXIF orientation is applied after decoding, as in :func:`decode_image`.
+def decode_for_spec(source: ImageSource, spec: "PreprocessingSpec | None" = None,
+                    crop_box: tuple[int, int, int, int] | str | None = None) -> tuple[Image.Image, int]:
+    """:func:`dataset.decode.decode_scaled` with the scale ``spec.jpeg_draft`` asks for.
 
     Args:
         source: the encoded bytes, or a path to a file.
         spec: the preprocessing spec; ``None`` or ``jpeg_draft = 0``: full size, as
             :func:`decode_image`.
-        crop_box: the dataset's box (see :func:`parse_crop_box`), in full-size pixels of the
-            EXIF-rotated image; only used to choose ``s`` (and checked against the full size).
-            The image returned is not cropped.
+        crop_box: the dataset's box in full-size pixels of the EXIF-rotated image; only used to
+            choose the scale (:func:`jpeg_draft_scale` of its size). The image returned is not
+            cropped.
 
     Returns:
         ``(image, s)``: a loaded RGB ``PIL.Image.Image`` and the scale denominator it was decoded
@@ -304,61 +230,7 @@ def decode_scaled(source: ImageSource, spec: "PreprocessingSpec | None" = None,
             reaching outside the image (only checked here for drafted JPEGs; :func:`to_uint8`
             checks the others).
     """
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        data = Path(source).read_bytes()
-    if not data:
-        raise ImageDecodeError("empty", "the image is empty (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    with _DecodeErrors():
-        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-        if img.width * img.height > MAX_IMAGE_PIXELS:
-            raise ImageDecodeError(
-                "too_large", f"image of {img.width}x{img.height} pixels exceeds {MAX_IMAGE_PIXELS}"
-            )
-        img.seek(0)
-    s = 1
-    if spec is not None and spec.jpeg_draft and img.format in ("JPEG", "MPO"):
-        s = _draft(img, spec, crop_box)
-    with _DecodeErrors():
-        img.load()
-    ImageOps.exif_transpose(img, in_place=True)  # the same pixels as the copying call, without the copy
-    return _to_rgb(img), s
-
-
-def _draft(img: Image.Image, spec: "PreprocessingSpec", crop_box) -> int:
-    """Ask libjpeg for a reduced decode of the opened, not yet loaded JPEG ``img``; returns s."""
-    w, h = img.size
-    with _DecodeErrors():
-        orientation = img.getexif().get(0x0112, 1)  # ExifTags.Base.Orientation
-    full = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the frame crop boxes are given in
-    box = _box(crop_box)
-    if box is not None and (box[2] > full[0] or box[3] > full[1]):
-        raise ValueError(f"crop_box {box} reaches outside the {full[0]}x{full[1]} image")
-    s = jpeg_draft_scale((box[2] - box[0], box[3] - box[1]) if box else full, spec)
-    if s == 1:
-        return 1
-    # Pillow picks the largest of 8, 4, 2, 1 not above min(w // req_w, h // req_h): exactly s here.
-    drafted = img.draft(None, (w // s, h // s))
-    return 1 if not drafted else int(round(w / drafted[1][2]))
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return decode.decode_scaled(source, None if spec is None else draft_min_size(spec), crop_box)
 
 
 def resize(img: Image.Image, spec: PreprocessingSpec) -> Image.Image:
@@ -368,46 +240,12 @@ def resize(img: Image.Image, spec: PreprocessingSpec) -> Image.Image:
     return img.resize((spec.width, spec.height), RESAMPLING[spec.resize])
 
 
-def parse_crop_box(text: str | None) -> tuple[int, int, int, int] | None:
-    """The schema's ``crop_box`` (``"left top right bottom"``, integer pixels, Pillow box order:
-    right/bottom exclusive) as a tuple; ``None`` for an empty value.
-
-    Raises:
-        ValueError: not four integers, or not ``0 <= left < right`` and ``0 <= top < bottom``.
-    """
-    if text is None or not str(text).strip():
-        return None
-    parts = str(text).replace(",", " ").split()
-    try:
-        box = tuple(int(v) for v in parts)
-    except ValueError:
-        raise ValueError(f"crop_box must be four integers 'left top right bottom', got {text!r}") from None
-    if len(box) != 4 or not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
-        raise ValueError(f"crop_box must be 'left top right bottom' with left < right and top < bottom, got {text!r}")
-    return box  # type: ignore[return-value]
-
-
-def crop(img: Image.Image, box: tuple[int, int, int, int] | str | None) -> Image.Image:
-    """Cut ``img`` to ``box`` (see :func:`parse_crop_box`; ``None``/empty: unchanged). The box is in
-    the decoded, EXIF-rotated frame that :func:`decode_image` returns.
-
-    Raises:
-        ValueError: a malformed box, or one reaching outside the image.
-    """
-    box = parse_crop_box(box) if isinstance(box, str) or box is None else tuple(box)
-    if box is None:
-        return img
-    if box[2] > img.width or box[3] > img.height:
-        raise ValueError(f"crop_box {box} reaches outside the {img.width}x{img.height} image")
-    return img.crop(box)
-
-
 def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
              crop_box: tuple[int, int, int, int] | str | None = None, dct_scale: int = 1) -> np.ndarray:
     """Decode (if needed), crop (datasets' ``crop_box``, e.g. FGVC-Aircraft's credit banner; the
     API never crops) and resize an image.
 
-    Encoded sources are decoded by :func:`decode_scaled`, so a spec with ``jpeg_draft`` reads a
+    Encoded sources are decoded by :func:`decode_for_spec`, so a spec with ``jpeg_draft`` reads a
     large JPEG at 1/s of its size. ``crop_box`` is always in full-size pixels: on an image decoded
     at 1/s it becomes the fractional box ``crop_box / s`` of Pillow's ``resize(box=...)`` (crop
     and resize in one step); at full size it is cut with :func:`crop`, then resized, as before
@@ -418,7 +256,7 @@ def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
         spec: the preprocessing spec.
         crop_box: see :func:`parse_crop_box`; ``None``/empty: the whole image.
         dct_scale: only for a decoded ``source``: the ``s`` it was decoded at
-            (:func:`decode_scaled`'s second value); 1 for a full-size image.
+            (:func:`decode_for_spec`'s second value); 1 for a full-size image.
 
     Returns:
         ``uint8`` array of shape ``(spec.height, spec.width, 3)``, RGB.
@@ -429,9 +267,9 @@ def to_uint8(source: ImageSource | Image.Image, spec: PreprocessingSpec,
     if isinstance(source, Image.Image):
         img, s = source, int(dct_scale)
     else:
-        img, s = decode_scaled(source, spec, crop_box)
+        img, s = decode_for_spec(source, spec, crop_box)
     img = img if img.mode == "RGB" else img.convert("RGB")
-    box = _box(crop_box)
+    box = as_box(crop_box)
     if s == 1 or box is None:
         return np.asarray(resize(crop(img, box), spec), dtype=np.uint8)
     if box[2] > img.width * s or box[3] > img.height * s:

@@ -18,6 +18,7 @@ import numpy as np
 from . import data as mdata
 from . import preprocessing as pp
 from .cascade import Cascade
+from .io import ModelLoadError
 
 
 def find_suspects(cascade: Cascade, df, threshold: float = 0.9, batch_size: int = 32) -> list[dict]:
@@ -92,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="", help="only this split (default: all rows)")
     p.add_argument("--out", default="reports/suspects.md")
     args = p.parse_args(argv)
-    from .io import ModelLoadError
-
     try:
         cascade = Cascade.load(args.model_dir)
         df = mdata.read_metadata(args.data)

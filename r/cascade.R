@@ -151,7 +151,7 @@ ps_probabilities <- function(cascade, x) {
 }
 
 #' The family of each stage-2 leaf of manufacturer m (model.cascade.leaf_families): labels.json's
-#' "families" map, else the ICAO family table (scrape.schema.family_of, through reticulate) for
+#' "families" map, else the ICAO family table (dataset.schema.family_of, through reticulate) for
 #' versions trained before families existed; "<F> family" leaves give F.
 ps_leaf_families <- function(cascade, m) {
   leaves <- cascade$labels$types[[m]]
@@ -161,7 +161,7 @@ ps_leaf_families <- function(cascade, m) {
     f <- known[[t]]
     if (!is.null(f) && nzchar(f)) return(f)
     if (endsWith(t, PS_FAMILY_LEAF_SUFFIX)) return(substr(t, 1L, nchar(t) - nchar(PS_FAMILY_LEAF_SUFFIX)))
-    if (is.null(fam_of)) fam_of <<- reticulate::import("scrape.schema")$family_of
+    if (is.null(fam_of)) fam_of <<- reticulate::import("dataset.schema")$family_of
     f <- fam_of(t)
     if (nzchar(f)) f else t
   }, character(1), USE.NAMES = FALSE)

@@ -1,13 +1,13 @@
 # scrape.R: the R reference parser of planespotters.net listing pages (rvest/xml2), a 1:1 port
 # of scrape/parse.py (see its module docstring for the rules) into the same CSV columns as
-# scrape/schema.py. Only the parse step: crawling stays in Scrapy.
+# dataset/schema.py. Only the parse step: crawling stays in Scrapy.
 #
 # As a script:   Rscript r/scrape.R FILE [--base-url URL]      (CSV on stdout, like
 #                python -m scrape parse FILE [--base-url URL])
 # As a library:  source("r/scrape.R"); ps_parse_listing(html, base_url)  -> data.frame
 #
-# The label table is the very file the Python side reads (scrape/type_rules.json), found next
-# to this file (../scrape/type_rules.json) or at PLANESPOTTER_TYPE_RULES.
+# The label table is the very file the Python side reads (dataset/type_rules.json), found next
+# to this file (../dataset/type_rules.json) or at PLANESPOTTER_TYPE_RULES.
 
 suppressPackageStartupMessages({
   library(xml2)
@@ -15,7 +15,7 @@ suppressPackageStartupMessages({
   library(jsonlite)
 })
 
-#: Columns of the shared metadata CSV, in order (scrape/schema.py COLUMNS).
+#: Columns of the shared metadata CSV, in order (dataset/schema.py COLUMNS).
 PS_COLUMNS <- c("image_path", "sha256", "manufacturer", "icao_type", "sub_model", "airline",
                 "source", "source_id", "page_url", "image_url", "registration", "msn",
                 "manufacturer_raw", "type_raw", "location", "date", "photographer", "attribution",
@@ -39,7 +39,7 @@ PS_CARD_XPATH <- paste0(
 .PS_WS <- "(*UCP)[\\s\\x{1c}-\\x{1f}]+"
 
 #' Collapse every run of Unicode whitespace to one space and strip both ends
-#' (scrape.labels.squish; R's stringr::str_squish). NULL/NA/character(0) -> "".
+#' (dataset.labels.squish; R's stringr::str_squish). NULL/NA/character(0) -> "".
 ps_squish <- function(x) {
   if (length(x) == 0L || is.na(x[1])) return("")
   x <- enc2utf8(as.character(x[1]))
@@ -58,15 +58,15 @@ ps_squish <- function(x) {
   env <- Sys.getenv("PLANESPOTTER_TYPE_RULES", "")
   if (nzchar(env)) return(env)
   here <- if (exists(".ps_r_dir", inherits = TRUE)) get(".ps_r_dir", inherits = TRUE) else "r"
-  f <- file.path(here, "..", "scrape", "type_rules.json")
-  if (!file.exists(f)) stop("cannot find scrape/type_rules.json (set PLANESPOTTER_TYPE_RULES)")
+  f <- file.path(here, "..", "dataset", "type_rules.json")
+  if (!file.exists(f)) stop("cannot find dataset/type_rules.json (set PLANESPOTTER_TYPE_RULES)")
   normalizePath(f)
 }
 
 .ps_rules_cache <- new.env()
 
 #' The label table: list(prefixes = longest first, rules = list of list(pattern, manufacturer,
-#' icao_type, sub_model)). Read once from scrape/type_rules.json.
+#' icao_type, sub_model)). Read once from dataset/type_rules.json.
 ps_load_rules <- function() {
   if (is.null(.ps_rules_cache$rules)) {
     data <- jsonlite::fromJSON(.rules_file(), simplifyVector = FALSE)
@@ -78,7 +78,7 @@ ps_load_rules <- function() {
 }
 
 #' Manufacturer as written: the longest listed multi-word prefix of type_raw followed by a
-#' space, else its first word; "" for an empty string (scrape.labels.split_manufacturer).
+#' space, else its first word; "" for an empty string (dataset.labels.split_manufacturer).
 ps_split_manufacturer <- function(type_raw) {
   s <- ps_squish(type_raw)
   if (!nzchar(s)) return("")
@@ -97,7 +97,7 @@ ps_split_manufacturer <- function(type_raw) {
 }
 
 #' Map a type string to list(manufacturer, icao_type, sub_model) with the rules table
-#' (scrape.labels.normalise_type): first matching rule (case-insensitive search), else the
+#' (dataset.labels.normalise_type): first matching rule (case-insensitive search), else the
 #' manufacturer class of the raw manufacturer with empty designator and sub-model.
 ps_normalise_type <- function(type_raw, manufacturer_raw = "") {
   s <- ps_squish(type_raw)

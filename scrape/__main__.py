@@ -1,4 +1,6 @@
-"""Command line: ``python -m scrape {parse,crawl,eda} ...`` (see ``--help``)."""
+"""Command line: ``python -m scrape {parse,crawl,eda} ...`` (see ``--help``).
+
+``eda`` is :mod:`dataset.eda`'s report; ``parse`` and ``crawl`` are the Scrapy side's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from scrape.schema import COLUMNS, METADATA_FILE
+from dataset.eda import write_report
+from dataset.metadata import SchemaError
+from dataset.schema import COLUMNS, METADATA_FILE
+from scrape.identity import ContactRequiredError, build_user_agent
+from scrape.parse import DEFAULT_BASE_URL, parse_listing_checked, to_row
 
 
 def _fail(msg: str, code: int = 1) -> int:
@@ -18,8 +24,6 @@ def _fail(msg: str, code: int = 1) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from scrape.parse import parse_listing_checked, to_row
-
     path = Path(args.file)
     try:
         html = path.read_bytes().decode("utf-8")
@@ -50,11 +54,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    from scrape.identity import ContactRequiredError, build_user_agent
-
     os.environ["SCRAPY_SETTINGS_MODULE"] = "scrape.settings"
-    from scrapy.crawler import CrawlerProcess
-    from scrapy.utils.project import get_project_settings
+    from scrapy.crawler import CrawlerProcess  # deferred: Scrapy/Twisted start-up (~1 s), only crawl needs it
+    from scrapy.utils.project import get_project_settings  # deferred: likewise
 
     settings = get_project_settings()
     contact = args.contact or settings.get("CONTACT")
@@ -109,9 +111,6 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 
 def cmd_eda(args: argparse.Namespace) -> int:
-    from scrape.dataset import SchemaError
-    from scrape.eda import write_report
-
     try:
         s = write_report(args.csv, args.out)
     except (FileNotFoundError, SchemaError, UnicodeDecodeError, csv.Error) as exc:
@@ -122,8 +121,6 @@ def cmd_eda(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m scrape``."""
-    from scrape.parse import DEFAULT_BASE_URL
-
     p = argparse.ArgumentParser(
         prog="python -m scrape",
         description="Polite, resumable planespotters.net scraper: parse saved pages, crawl, EDA. "

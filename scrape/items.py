@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import scrapy
 
-from scrape.schema import COLUMNS
+from dataset.schema import COLUMNS
 
 _EXTRA = ("image_urls", "images", "image_error", "listing_url")
 
-#: One photo card: every column of :data:`scrape.schema.COLUMNS` (strings, '' when
+#: One photo card: every column of :data:`dataset.schema.COLUMNS` (strings, '' when
 #: unknown) plus ``image_urls`` (list with the one URL to download, for Scrapy's
 #: ImagesPipeline), ``images`` (its results), ``image_error`` (why the image failed) and
 #: ``listing_url`` (the page the card was on).

@@ -7,7 +7,7 @@ output of ``python -m scrape parse`` field by field).
 
 Parity spec (both the 2021 markup and the current Tailwind markup)
 ------------------------------------------------------------------
-Text normalisation: :func:`scrape.labels.squish` (collapse Unicode whitespace, strip).
+Text normalisation: :func:`dataset.labels.squish` (collapse Unicode whitespace, strip).
 ``urljoin``: RFC 3986 reference resolution (``urllib.parse.urljoin``); the result is not
 percent-encoded (the saved A220 page's ``./… _files/…`` thumbnails keep their spaces).
 
@@ -72,7 +72,7 @@ link's href and in ``alt``. The 2021 cards write "Manufacturer Type" in a text l
   ``alt_maker``.
 * ``base`` = ``T``, else ``lines[1]`` (>= 2 lines), else ``alt_type``.
   ``type_raw`` = ``base`` when it already names a manufacturer (it starts with
-  ``maker + " "``, case-insensitively, or its :func:`~scrape.labels.split_manufacturer`
+  ``maker + " "``, case-insensitively, or its :func:`~dataset.labels.split_manufacturer`
   is one of :func:`known_makers`, compared case-insensitively), else
   squish(``maker + " " + base``) (``base`` alone when there is no maker).
 * ``manufacturer_raw`` = ``link_maker``, else ``split_manufacturer(type_raw)``.
@@ -101,8 +101,8 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from parsel import Selector
 
-from scrape.labels import normalise_type, split_manufacturer, squish, load_rules
-from scrape.schema import COLUMNS, empty_row
+from dataset.labels import normalise_type, split_manufacturer, squish, load_rules
+from dataset.schema import COLUMNS, empty_row
 
 CARD_XPATH = (
     "//*[@data-photo-url]"
@@ -405,7 +405,7 @@ def attribution(photographer: str, page_url: str) -> str:
 
 
 def to_row(record: dict[str, str]) -> dict[str, str]:
-    """A full schema row (:data:`scrape.schema.COLUMNS`) from a parsed record: the parsed
+    """A full schema row (:data:`dataset.schema.COLUMNS`) from a parsed record: the parsed
     fields, ``source``, ``attribution`` and ``licence``; image columns stay ``""``."""
     row = empty_row()
     for k in PARSED_FIELDS:

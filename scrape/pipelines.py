@@ -33,9 +33,9 @@ from scrapy.pipelines.images import ImageException, ImagesPipeline
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.python import to_bytes
 
-from scrape.dataset import read_rows, write_bytes_atomic, write_rows_atomic, write_text_atomic
-from scrape.images import ImageFormatError, hamming, phash, sha256_hex, store_bytes
-from scrape.schema import COLUMNS, METADATA_FILE
+from dataset.images import ImageFormatError, hamming, phash, sha256_hex, store_bytes
+from dataset.metadata import read_rows, write_bytes_atomic, write_rows_atomic, write_text_atomic
+from dataset.schema import COLUMNS, METADATA_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class DatasetWriterPipeline:
         return cls(crawler)
 
     def open_spider(self):
-        # temp files of writes a killed crawl never finished (see scrape.dataset)
+        # temp files of writes a killed crawl never finished (see dataset.metadata)
         for stale in [*self.dir.glob(".*.tmp"), *self.dir.glob("images/.*.tmp")]:
             stale.unlink(missing_ok=True)
         self.rows = read_rows(self.csv_path)

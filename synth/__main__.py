@@ -18,6 +18,12 @@ import logging
 import sys
 from pathlib import Path
 
+from synth.composite import CompositeError, build_composites
+from synth.dataset import DatasetError, RenderParams, build_dataset, select_liveries
+from synth.fetch import COMPLETE_MARKER, FetchError, fetch, is_unpacked
+from synth.fleet import DEFAULT_MANUFACTURERS, count_by, scan_fleet
+from synth.sheet import contact_sheet
+
 DEFAULT_EXTERNAL = "data/external"
 DEFAULT_FLEET = "data/external/flightgear-data-ai"
 
@@ -136,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     if args.command == "fetch":
-        from synth.fetch import FetchError, fetch
-
         try:
             root = fetch(args.dest, force=args.force)
         except FetchError as exc:
@@ -146,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sheet":
-        from synth.sheet import contact_sheet
-
         try:
             print(contact_sheet(args.data, args.out, n=args.n, seed=args.seed))
         except (FileNotFoundError, ValueError) as exc:
@@ -155,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "composite":
-        from synth.composite import CompositeError, build_composites
-
         try:
             summary = build_composites(args.renders, args.backgrounds, args.out, per_render=args.per_render,
                                        size=args.size, seed=args.seed, workers=args.workers,
@@ -167,9 +167,6 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(str(exc), 1)
         print(json.dumps(summary, indent=2))
         return 0
-
-    from synth.fetch import COMPLETE_MARKER, is_unpacked
-    from synth.fleet import DEFAULT_MANUFACTURERS, count_by, scan_fleet
 
     fleet = Path(args.fleet)
     if not fleet.is_dir():
@@ -202,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # render
-    from synth.dataset import DatasetError, RenderParams, build_dataset, select_liveries
-
     if not 16 <= args.size <= 2048:
         return _fail(f"--size must be within 16-2048, got {args.size}")
     if not is_unpacked(fleet):

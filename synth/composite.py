@@ -71,10 +71,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+from tqdm import tqdm
 
-from scrape.dataset import read_rows, write_bytes_atomic, write_rows_atomic
-from scrape.images import phash, sha256_hex
-from scrape.schema import METADATA_FILE, empty_row
+from dataset.decode import decode_image
+from dataset.images import phash, sha256_file, sha256_hex
+from dataset.metadata import read_rows, write_bytes_atomic, write_rows_atomic
+from dataset.schema import METADATA_FILE, empty_row
+from ingest.core import parse_crop_box
+from synth.dataset import SYNTH_VERSION, encode_mask_png, mask_relpath, view_rng
+from synth.render import degrade, encode_jpeg, sample_view
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +191,6 @@ def train_backgrounds(folder: str | Path) -> list[Background]:
         CompositeError: no ``metadata.csv``, no row with ``split == "train"``, or a train row's
             ``crop_box`` is not four integers inside its ``width`` x ``height``.
     """
-    from ingest.core import parse_crop_box
-
     folder = Path(folder)
     csv_path = folder / METADATA_FILE
     if not csv_path.is_file():
@@ -216,11 +219,9 @@ def train_backgrounds(folder: str | Path) -> list[Background]:
 def open_photo(bg: Background) -> Image.Image:
     """The background photo as RGB, EXIF orientation applied, cut to its ``crop_box``.
 
-    Decoded by the project's one decoder (:func:`model.preprocessing.decode_image`), whose frame
-    the ``crop_box`` refers to. Raises ``model.preprocessing.ImageDecodeError`` or ``OSError``.
+    Decoded by the project's one decoder (:func:`dataset.decode.decode_image`), whose frame
+    the ``crop_box`` refers to. Raises ``dataset.decode.ImageDecodeError`` or ``OSError``.
     """
-    from model.preprocessing import decode_image
-
     im = decode_image(bg.file)
     if bg.crop_box is not None:
         im = im.crop(bg.crop_box)
@@ -428,9 +429,6 @@ def render_view(renders_manifest: dict | None, source_id: str):
     back gear, bank, pitch, ... Returns ``None`` when that is not possible (no manifest, another
     synth version, a ``source_id`` of another form).
     """
-    from synth.dataset import SYNTH_VERSION, view_rng
-    from synth.render import sample_view
-
     p = (renders_manifest or {}).get("params") or {}
     if p.get("synth_version") != SYNTH_VERSION or "seed" not in p:
         return None
@@ -661,9 +659,6 @@ def plan_composite(ctx: _Ctx, render_row: dict, k: int):
 
 def make_composite(ctx: _Ctx, render_row: dict, k: int) -> dict[str, str]:
     """Make (or reuse, when its image exists) composite ``k`` of one render; its metadata row."""
-    from synth.dataset import encode_mask_png, mask_relpath
-    from synth.render import degrade, encode_jpeg, sample_view
-
     out = Path(ctx.out)
     rel = composite_relpath(render_row["image_path"], k)
     path = out / rel
@@ -783,10 +778,6 @@ def build_composites(
         CompositeError: no renders CSV, renders without masks ("re-run synth render --masks"),
             backgrounds without train rows, bad parameters, or an ``out`` that is not ours.
     """
-    from tqdm import tqdm
-
-    from synth.dataset import mask_relpath
-
     renders, backgrounds, out = Path(renders), Path(backgrounds), Path(out)
     if per_render < 1:
         raise CompositeError(f"per_render must be >= 1, got {per_render}")
@@ -808,8 +799,6 @@ def build_composites(
         raise CompositeError(
             f"{len(no_mask)} of {len(rrows)} renders in {renders} have no mask (e.g. {no_mask[0]}): "
             f"re-run `python -m synth render --masks` with the same arguments (images are kept)")
-    from model.io import sha256_file
-
     params = CompositeParams(per_render, size, seed, sha256_file(rcsv), sha256_file(bcsv))
     manifest = _read_json(out / MANIFEST_FILE)
     if out.exists() and any(out.iterdir()) and manifest is None:

@@ -1,8 +1,8 @@
 """Write a labelled, split image dataset rendered from the FlightGear AI fleet.
 
-Output (a dataset folder in the shared schema, :mod:`scrape.schema`)::
+Output (a dataset folder in the shared schema, :mod:`dataset.schema`)::
 
-    <out>/metadata.csv                      the COLUMNS of scrape/schema.py, written atomically
+    <out>/metadata.csv                      the COLUMNS of dataset/schema.py, written atomically
     <out>/images/<icao_type>/<folder>_<livery_id>_<view>.jpg
     <out>/masks/<icao_type>/<folder>_<livery_id>_<view>.png   (with ``masks``, the default)
     <out>/manifest.json                     render parameters + "complete" flag (idempotency)
@@ -46,6 +46,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import time
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -53,11 +54,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
-from scrape.dataset import write_bytes_atomic, write_rows_atomic
-from scrape.images import phash, sha256_hex
-from scrape.schema import METADATA_FILE, SPLITS, empty_row
+from dataset.images import phash, sha256_hex
+from dataset.metadata import write_bytes_atomic, write_rows_atomic
+from dataset.schema import METADATA_FILE, SPLITS, empty_row
 from synth.fleet import Livery, airline_group
+from synth.render import Renderer, degrade, encode_jpeg, sample_view
 
 log = logging.getLogger(__name__)
 
@@ -357,8 +360,6 @@ def _worker_init(size: int, lp_threads: int) -> None:
     global _RENDERER
     if lp_threads > 0:
         os.environ["LP_NUM_THREADS"] = str(lp_threads)
-    from synth.render import Renderer
-
     _RENDERER = Renderer(size)
 
 
@@ -386,8 +387,6 @@ def render_livery(renderer, job: _Job) -> list[dict[str, str]]:
     With ``job.masks`` each view's coverage mask is written too (:func:`mask_relpath`); a view
     whose image exists but whose mask does not is rendered again for the mask.
     """
-    from synth.render import degrade, encode_jpeg, sample_view
-
     out = Path(job.out)
     rows = []
     renderer.release_models(keep=job.livery.model_path)
@@ -468,10 +467,6 @@ def build_dataset(
     Raises:
         DatasetError: no liveries, or ``out`` is a non-empty folder synth did not write.
     """
-    import time
-
-    from tqdm import tqdm
-
     out = Path(out)
     if not liveries:
         raise DatasetError("no liveries to render (check --types / --include-other)")

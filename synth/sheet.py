@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from scrape.schema import METADATA_FILE
+from dataset.schema import METADATA_FILE
 
 
 def contact_sheet(data: str | Path, out: str | Path, n: int = 24, cols: int = 6, tile: int = 256, seed: int = 0) -> Path:

@@ -206,7 +206,7 @@ class Backbone(ABC):
         Raises:
             ValueError: unknown ``cut``, or ``full`` lacks that layer.
         """
-        import keras
+        import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
         cut = self.check_cut(cut)
         at = full.get_layer(cut).output

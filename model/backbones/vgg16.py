@@ -60,7 +60,7 @@ class VGG16(Backbone):
         return resolve_vgg16_weights("imagenet" if weights in PRETRAINED else weights)
 
     def _build(self, input_shape: tuple, resolved_weights: str | None, pooling: str | None):
-        import keras
+        import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
         base = keras.applications.VGG16(include_top=False, weights=resolved_weights, input_shape=input_shape,
                                         pooling=pooling)
@@ -90,7 +90,7 @@ def resolve_vgg16_weights(weights: str | None) -> str | None:
         WeightsUnavailableError: ``"imagenet"`` asked for, no local file set, and the download
             fails (no internet): the message says how to proceed.
     """
-    import keras
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
     if weights is None or weights == "none":
         return None
@@ -117,7 +117,7 @@ def vgg16_input_adapter(name: str = "vgg16_preprocess"):
     """A frozen 1x1 convolution that maps RGB in [0, 1] to VGG16's caffe-style input
     (BGR, 0-255, ImageNet mean subtracted; keras.applications.vgg16.preprocess_input).
     Returns a built ``keras.layers.Conv2D``."""
-    from keras import layers
+    from keras import layers  # deferred: Keras/TensorFlow start-up (~3 s)
 
     conv = layers.Conv2D(3, 1, name=name, trainable=False)
     conv.build((None, None, None, 3))
@@ -139,8 +139,8 @@ def build_vgg16_classifier(input_shape: tuple[int, int, int], n_classes: int, we
     Returns:
         ``keras.Model``: float32 ``(batch, H, W, 3)`` in [0, 1] → logits ``(batch, n_classes)``.
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
+    from keras import layers  # deferred: Keras/TensorFlow start-up (~3 s)
 
     base = keras.applications.VGG16(include_top=False, weights=resolve_vgg16_weights(weights),
                                     input_shape=input_shape)
@@ -173,8 +173,8 @@ def build_r_original(weights: str | None = None):
     apply VGG's caffe preprocessing, and neither does this). Output: P(Boeing) in [0, 1]
     (``flow_images_from_directory`` sorts class folders, so Airbus = 0, Boeing = 1).
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
+    from keras import layers  # deferred: Keras/TensorFlow start-up (~3 s)
 
     base = keras.applications.VGG16(include_top=False, weights=resolve_vgg16_weights(weights),
                                     input_shape=(150, 150, 3))

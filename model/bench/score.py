@@ -214,7 +214,7 @@ def run_payloads(cascade: Cascade, widths: list[int], photos: str | os.PathLike 
                 "payload_width": width, "n_photos": len(payloads), "n_images": n_images,
                 "megapixels": round(float(np.mean([w * h for w, h in sizes])) / 1e6, 2),
                 "bytes": int(np.mean([len(d) for d in payloads])),
-                "dct_scale": [pp.decode_scaled(d, cascade.spec)[1] for d in payloads],
+                "dct_scale": [pp.decode_for_spec(d, cascade.spec)[1] for d in payloads],
                 "scored": summary["scored"], "errors": summary["errors"],
                 "images_per_s": round(rate, 2), "limit_images_per_s": round(limit, 2),
                 "decode_ms_per_image": round(dms, 2), "decode_limit_images_per_s": round(dlimit, 2),

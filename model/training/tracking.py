@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from scrape.schema import METADATA_FILE
+from dataset.schema import METADATA_FILE
 
 #: Local store folder (relative to the working directory) when ``MLFLOW_TRACKING_URI`` is unset.
 STORE_DIR = Path("mlruns")

@@ -77,7 +77,7 @@ def test_the_server_uses_the_drafted_tensor(draft_server, draft_model):
     assert meta["preprocessing"]["jpeg_draft"] == 2
     spec = pp.PreprocessingSpec.from_dict(meta["preprocessing"])
     data = camera_photo(1400, 1000)
-    assert pp.decode_scaled(data, spec)[1] == 8
+    assert pp.decode_for_spec(data, spec)[1] == 8
     drafted = pp.to_uint8(data, spec)
     full = pp.to_uint8(data, pp.PreprocessingSpec(32, 32))
     assert not np.array_equal(drafted, full)

@@ -15,9 +15,9 @@ from ingest.__main__ import main
 from ingest.core import CACHE_FILE, normalise_labels, normalise_manufacturer
 from ingest.csvimport import resolve_columns
 from model.data import read_metadata
-from scrape.dataset import read_rows
-from scrape.images import hamming, sha256_hex
-from scrape.schema import COLUMNS
+from dataset.metadata import read_rows
+from dataset.images import hamming, sha256_hex
+from dataset.schema import COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ from imgfix import photo, save, with_banner
 from ingest import fgvc
 from ingest.__main__ import main
 from ingest.core import IngestError
-from scrape.dataset import read_rows
-from scrape.schema import family_of, manufacturer_of_family
+from dataset.metadata import read_rows
+from dataset.schema import family_of, manufacturer_of_family
 
 #: image id → (variant, FGVC manufacturer, FGVC family, FGVC split file suffix)
 IMAGES = {

@@ -13,7 +13,7 @@ from ingest.other_aircraft import SOURCE
 from ingest.real_airliners import LABELS_COLUMNS
 from model.data import read_metadata
 from model.training.sources import origin_of
-from scrape.images import sha256_hex
+from dataset.images import sha256_hex
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = Path(os.environ.get("OTHER_DATA") or REPO / ".." / "shared" / "data" / "other-aircraft").resolve()

@@ -15,8 +15,8 @@ from imgfix import photo, save, with_banner, write_csv
 from ingest.__main__ import main
 from ingest.real_airliners import LABELS_COLUMNS, parse_source_label
 from model.data import read_metadata
-from scrape.dataset import read_rows
-from scrape.images import sha256_hex
+from dataset.metadata import read_rows
+from dataset.images import sha256_hex
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = Path(os.environ.get("REAL_DATA") or REPO / ".." / "shared" / "data" / "real-airliners").resolve()

@@ -226,14 +226,14 @@ def test_features_cache_and_cut_for_lite2(weights_files, monkeypatch, tmp_path):
 
 
 def _tiny_dataset(root: Path, n_per_class: int = 20, size: int = 48) -> Path:
-    """40 small JPEGs in the scrape/schema.py CSV schema: red-ish 'Airbus', blue-ish 'Boeing',
+    """40 small JPEGs in the dataset/schema.py CSV schema: red-ish 'Airbus', blue-ish 'Boeing',
     two ICAO types each, fixed splits 12/4/4 per manufacturer."""
     import hashlib
 
     from PIL import Image, ImageDraw
 
-    from scrape.dataset import write_rows_atomic
-    from scrape.schema import empty_row
+    from dataset.metadata import write_rows_atomic
+    from dataset.schema import empty_row
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)

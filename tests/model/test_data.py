@@ -12,8 +12,8 @@ from PIL import Image
 
 from model import data as mdata
 from model import preprocessing as pp
-from scrape.dataset import write_rows_atomic
-from scrape.schema import empty_row
+from dataset.metadata import write_rows_atomic
+from dataset.schema import empty_row
 
 
 def _dataset(root, rows, size=(40, 30)):

@@ -87,7 +87,7 @@ def test_older_versions_preprocessing_json_keeps_the_full_decode(tiny_model_dir)
     assert "jpeg_draft" not in meta
     spec = pp.PreprocessingSpec.from_dict(meta)
     data = jpeg(photo(1200, 800))
-    img, s = pp.decode_scaled(data, spec)
+    img, s = pp.decode_for_spec(data, spec)
     assert s == 1 and img.size == (1200, 800)
     # exactly the decode + resize of before the field existed
     expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
@@ -104,6 +104,7 @@ def test_scale_rule_keeps_k_times_the_input(size, k, expected):
     spec = pp.PreprocessingSpec(288, 288, jpeg_draft=k)
     s = pp.jpeg_draft_scale(size, spec)
     assert s == expected
+    assert pp.draft_min_size(spec) == ((k * 288, k * 288) if k else None)
     if s > 1:
         assert size[0] // s >= k * 288 and size[1] // s >= k * 288
 
@@ -111,7 +112,7 @@ def test_scale_rule_keeps_k_times_the_input(size, k, expected):
 def test_large_jpeg_is_decoded_at_the_scale_close_to_the_full_decode():
     arr = photo(1000, 700)
     data = jpeg(arr)
-    img, s = pp.decode_scaled(data, DRAFT)
+    img, s = pp.decode_for_spec(data, DRAFT)
     assert s == 8 and img.size == (125, 88)  # ceil(1000 / 8), ceil(700 / 8); 88 // 1 >= 2 x 32
     drafted, full = pp.to_uint8(data, DRAFT), pp.to_uint8(data, FULL)
     assert drafted.shape == full.shape == (32, 32, 3) and drafted.dtype == np.uint8
@@ -124,10 +125,10 @@ def test_png_and_small_jpegs_are_never_drafted():
     arr = photo(1000, 700)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "PNG")
-    assert pp.decode_scaled(buf.getvalue(), DRAFT)[1] == 1
+    assert pp.decode_for_spec(buf.getvalue(), DRAFT)[1] == 1
     assert np.array_equal(pp.to_uint8(buf.getvalue(), DRAFT), pp.to_uint8(buf.getvalue(), FULL))
     small = jpeg(photo(120, 90))  # 90 // 2 < 2 x 32
-    assert pp.decode_scaled(small, DRAFT)[1] == 1
+    assert pp.decode_for_spec(small, DRAFT)[1] == 1
     assert np.array_equal(pp.to_uint8(small, DRAFT), pp.to_uint8(small, FULL))
 
 
@@ -135,7 +136,7 @@ def test_png_and_small_jpegs_are_never_drafted():
 def test_exif_orientation_is_applied_after_the_draft(orientation):
     arr = photo(900, 600, seed=orientation)
     data = jpeg(arr, orientation)
-    img, s = pp.decode_scaled(data, DRAFT)
+    img, s = pp.decode_for_spec(data, DRAFT)
     assert s == 8
     assert img.size == ((113, 75) if orientation < 5 else (75, 113))
     drafted, full = pp.to_uint8(data, DRAFT), pp.to_uint8(data, FULL)
@@ -147,11 +148,11 @@ def test_exif_orientation_is_applied_after_the_draft(orientation):
 def test_crop_box_is_in_full_size_pixels_and_chooses_the_scale():
     data = jpeg(photo(1000, 700))
     box = (100, 50, 900, 650)  # 800 x 600 -> 1/8 keeps 100 x 75 >= 64
-    assert pp.decode_scaled(data, DRAFT, box)[1] == 8
+    assert pp.decode_for_spec(data, DRAFT, box)[1] == 8
     assert mad(pp.to_uint8(data, DRAFT, box), pp.to_uint8(data, FULL, box)) < 3.0
     assert mad(pp.to_uint8(data, DRAFT, box), pp.to_uint8(data, DRAFT)) > 3.0  # the box is used
     small = "400 300 600 420"  # 200 x 120: 120 // 2 < 2 x 32, so the full-size decode
-    assert pp.decode_scaled(data, DRAFT, small)[1] == 1
+    assert pp.decode_for_spec(data, DRAFT, small)[1] == 1
     assert np.array_equal(pp.to_uint8(data, DRAFT, small), pp.to_uint8(data, FULL, small))
     for bad in ("0 0 1001 700", (0, 0, 1000, 701)):
         with pytest.raises(ValueError, match="outside"):
@@ -163,7 +164,7 @@ def test_crop_box_is_in_full_size_pixels_and_chooses_the_scale():
 def test_a_decoded_image_with_its_scale_gives_the_same_tensor():
     data = jpeg(photo(1000, 700))
     box = "100 50 900 650"
-    img, s = pp.decode_scaled(data, DRAFT, box)
+    img, s = pp.decode_for_spec(data, DRAFT, box)
     assert np.array_equal(pp.to_uint8(img, DRAFT, box, dct_scale=s), pp.to_uint8(data, DRAFT, box))
 
 
@@ -193,7 +194,7 @@ def test_training_pixels_equal_the_one_preprocessing(big_images):
     pixels = mdata.load_pixels(paths, DRAFT, cache_dir=None, crop_boxes=crop, batch_size=2)
     expected = np.stack([pp.to_uint8(p, DRAFT, b) for p, b in zip(paths, crop)])
     assert np.array_equal(pixels, expected)
-    assert [pp.decode_scaled(p, DRAFT, b)[1] for p, b in zip(paths, crop)] == [8, 8, 8, 1, 1]
+    assert [pp.decode_for_spec(p, DRAFT, b)[1] for p, b in zip(paths, crop)] == [8, 8, 8, 1, 1]
     full = mdata.load_pixels(paths, FULL, cache_dir=None, crop_boxes=crop, batch_size=2)
     assert not np.array_equal(pixels, full)
 

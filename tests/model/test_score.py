@@ -83,7 +83,7 @@ def test_clean_suspects_flags_confident_disagreements(tiny_model_dir, smoke_phot
 
     from model import data as mdata
     from model.suspects import find_suspects, write_report
-    from scrape.schema import COLUMNS, empty_row
+    from dataset.schema import COLUMNS, empty_row
 
     cascade = Cascade.load(tiny_model_dir)
     rows = []

@@ -19,8 +19,8 @@ from PIL import Image
 
 from model.training import tracking
 from model.training.train import TrainConfig
-from scrape.dataset import write_rows_atomic
-from scrape.schema import empty_row
+from dataset.metadata import write_rows_atomic
+from dataset.schema import empty_row
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = {"Airbus": ("A320", "A388"), "Boeing": ("B738", "B744")}

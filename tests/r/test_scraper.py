@@ -136,8 +136,8 @@ TYPE_STRINGS = [
 
 
 def test_label_rules_equal(r, parity):
-    """The label table (scrape/type_rules.json) is applied identically by R and Python."""
-    from scrape.labels import normalise_type, split_manufacturer
+    """The label table (dataset/type_rules.json) is applied identically by R and Python."""
+    from dataset.labels import normalise_type, split_manufacturer
 
     mismatches = []
     for s in TYPE_STRINGS:

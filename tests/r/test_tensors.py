@@ -81,7 +81,7 @@ def test_pure_r_path(oracle, parity, spec_name):
     r_px = r_to_numpy(rget(res, "pixels", spec_name, "pure"))
     r_tx = r_to_numpy(rget(res, "tensors", spec_name, "pure"))
     tb_px = r_to_numpy(rget(res, "pixels", spec_name, "textbook"))
-    drafted = [i for i, f in enumerate(files) if pp.decode_scaled(f, spec)[1] > 1]
+    drafted = [i for i, f in enumerate(files) if pp.decode_for_spec(f, spec)[1] > 1]
     if drafted:  # R's jpeg package has no DCT scaling: those images differ (known, r/README.md)
         per_image = {files[i].name: float(np.abs(py_px[i] - r_px[i]).max()) for i in drafted}
         parity.check(f"tensors.pure_jpeg_draft.{spec_name}", True, known_difference=True,

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # loopback_site (pytest runs wit
 
 from loopback_site import HTML_DIR, SMOKE_DIR, LoopbackSite  # noqa: E402
 
-from scrape.dataset import read_rows  # noqa: E402
+from dataset.metadata import read_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONTACT = "test@example.org"

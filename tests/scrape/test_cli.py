@@ -10,9 +10,9 @@ import sys
 from conftest import REPO
 from loopback_site import HTML_DIR
 
-from scrape.dataset import write_rows_atomic
+from dataset.metadata import write_rows_atomic
 from scrape.parse import parse_listing, to_row
-from scrape.schema import COLUMNS, empty_row
+from dataset.schema import COLUMNS, empty_row
 
 A220 = HTML_DIR / "photos_aircraft_Airbus_A220-100_page1_2021-04.html"
 A310 = HTML_DIR / "photos_aircraft_Airbus_A310-300_cards-fragment_2021-11.txt"

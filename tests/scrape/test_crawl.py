@@ -17,8 +17,8 @@ from loopback_site import (
 )
 from PIL import Image
 
-from scrape.images import has_gps, sha256_hex
-from scrape.schema import COLUMNS
+from dataset.images import has_gps, sha256_hex
+from dataset.schema import COLUMNS
 
 A220 = "/photos/aircraft/Airbus/A220-100"
 
@@ -236,7 +236,7 @@ def test_resume_after_kill_9(fast_site, tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    from scrape.dataset import read_rows
+    from dataset.metadata import read_rows
     before = read_rows(csv_path)  # a complete, parseable CSV: whole batches only
     assert 8 <= len(before) < 48 and len(before) % 4 == 0
     urls_before = {r["image_url"] for r in before}

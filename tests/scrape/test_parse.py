@@ -17,7 +17,7 @@ from scrape.parse import (
     PARSED_FIELDS, is_no_results, largest_srcset_url, next_page_url, parse_date, parse_listing,
     parse_listing_checked, parse_photo_page, to_row,
 )
-from scrape.schema import COLUMNS
+from dataset.schema import COLUMNS
 
 A220 = HTML_DIR / "photos_aircraft_Airbus_A220-100_page1_2021-04.html"
 A310 = HTML_DIR / "photos_aircraft_Airbus_A310-300_cards-fragment_2021-11.txt"

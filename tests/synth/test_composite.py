@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from scrape.dataset import write_rows_atomic
-from scrape.schema import COLUMNS, empty_row
+from dataset.metadata import write_rows_atomic
+from dataset.schema import COLUMNS, empty_row
 from synth.__main__ import main
 from synth.composite import (
     FILL,

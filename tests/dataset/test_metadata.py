@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scrape.dataset import SchemaError, read_rows, write_rows_atomic
-from scrape.schema import COLUMNS, empty_row
+from dataset.metadata import SchemaError, read_rows, write_rows_atomic
+from dataset.schema import COLUMNS, empty_row
 
 
 def test_roundtrip_with_awkward_text(tmp_path):

@@ -1,4 +1,4 @@
-"""The metadata CSV schema shared by every image source (``scrape/`` and ``synth/``).
+"""The metadata CSV schema shared by every image source (``scrape/``, ``synth/`` and ``ingest/``).
 
 A dataset is a folder holding ``metadata.csv`` and the images it lists; ``image_path`` is
 relative to the folder of the CSV, so a dataset can be moved as a whole. ``model/`` reads only
@@ -51,8 +51,9 @@ and the LCF. Family names are the ones used by ``../shared/data/real-airliners/l
 A family name can equal a designator (family ``A320`` holds designator ``A320``): code that mixes
 both levels must keep them apart (the cascade names family answers ``"<family> family"``).
 
-This module is the one part of ``scrape/`` that ``model/`` and ``api/`` import (an import-linter
-contract in ``pyproject.toml``); it imports nothing.
+Part of :mod:`dataset`, the data contract every source writes and ``model/`` reads (the
+import-linter contracts in ``pyproject.toml``: ``dataset`` imports none of the project's other
+packages); this module imports nothing.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The R original's second chapter (photos per manufacturer, per type, per airline, missing
 values), plus near-duplicates and unmapped type strings. Works for any CSV with the
-shared schema (:data:`scrape.schema.COLUMNS`), scraped or rendered by ``synth``.
+shared schema (:data:`dataset.schema.COLUMNS`), scraped or rendered by ``synth``.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from scrape.dataset import read_rows, write_bytes_atomic, write_text_atomic
-from scrape.schema import COLUMNS
+from dataset.metadata import read_rows, write_bytes_atomic, write_text_atomic
+from dataset.schema import COLUMNS
 
 TOP_N = 30
 
 
 def _bar_png(counts: list[tuple[str, int]], title: str, xlabel: str) -> bytes:
     """A horizontal bar chart (PNG bytes) of ``counts`` (label, n), largest on top."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib start-up (~0.8 s), only for the figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: likewise, after choosing the Agg backend
 
     labels = [c[0] or "(empty)" for c in counts][::-1]
     values = [c[1] for c in counts][::-1]
@@ -92,7 +92,7 @@ def write_report(csv_path: str | os.PathLike[str], out_md: str | os.PathLike[str
     ``<out_md stem>_figures/`` (PNG). Returns :func:`summarise`'s dict.
 
     Raises ``FileNotFoundError`` when the CSV does not exist and
-    :class:`scrape.dataset.SchemaError` when it lacks schema columns.
+    :class:`dataset.metadata.SchemaError` when it lacks schema columns.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():

@@ -9,9 +9,12 @@ import pytest
 from loopback_site import SMOKE_DIR, _gps_exif, _jpeg, smoke_image
 from PIL import Image, ImageOps
 
-from scrape.images import (
-    ImageFormatError, hamming, has_gps, phash, sha256_hex, store_bytes, strip_jpeg_metadata,
+from dataset.images import (
+    ImageFormatError, hamming, has_gps, phash, sha256_file, sha256_hex, store_bytes, strip_jpeg_metadata,
 )
+
+if not SMOKE_DIR.is_dir():  # pragma: no cover
+    pytest.skip("../shared/data is not available", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,17 @@ def test_phash_robust_to_resize_and_sensitive_to_content(photo):
 
 def test_sha256_hex():
     assert sha256_hex(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_sha256_file_equals_sha256_of_the_bytes(tmp_path):
+    data = bytes(range(256)) * 9000  # 2.3 MB: more than one 1 MiB chunk
+    p = tmp_path / "blob.bin"
+    p.write_bytes(data)
+    assert sha256_file(p) == sha256_hex(data) == sha256_file(str(p))
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == sha256_hex(b"")
+    with pytest.raises(FileNotFoundError):
+        sha256_file(tmp_path / "missing")
 
 
 def test_smoke_photos_available():

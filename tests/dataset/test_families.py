@@ -1,11 +1,11 @@
-"""The family level of the label hierarchy (scrape.schema)."""
+"""The family level of the label hierarchy (dataset.schema)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from scrape.schema import FAMILIES, family_of, manufacturer_of_family
+from dataset.schema import FAMILIES, family_of, manufacturer_of_family
 
 
 def test_families_of_designators():
@@ -24,7 +24,7 @@ def test_every_designator_in_one_family_only():
 
 
 def test_every_airbus_boeing_designator_the_scraper_emits_has_a_family():
-    rules = json.loads((Path(__file__).parents[2] / "scrape" / "type_rules.json").read_text())["rules"]
+    rules = json.loads((Path(__file__).parents[2] / "dataset" / "type_rules.json").read_text())["rules"]
     fixed = {r["icao_type"] for r in rules
              if r["manufacturer"] in ("Airbus", "Boeing") and "{" not in r["icao_type"] and r["icao_type"] != "A400"}
     assert {t for t in fixed if not family_of(t)} == set()

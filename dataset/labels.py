@@ -4,12 +4,12 @@ The site writes the aircraft type as "Manufacturer Type", with the customer code
 variant suffixes as the operator ordered them ("Boeing 737-8AS(WL)", "Airbus A320-214",
 "Bombardier CSeries CS100 (BD-500-1A10)"). The model wants three labels:
 
-* ``manufacturer`` — one of :data:`scrape.schema.MANUFACTURERS` (``Airbus``, ``Boeing``,
+* ``manufacturer`` — one of :data:`dataset.schema.MANUFACTURERS` (``Airbus``, ``Boeing``,
   ``Other``);
 * ``icao_type`` — the ICAO type designator (ICAO Doc 8643), e.g. ``B738``, ``BCS1``;
 * ``sub_model`` — a readable variant, e.g. ``737-800``, ``A220-100``.
 
-The mapping is a table, ``scrape/type_rules.json`` (ordered regular expressions, first
+The mapping is a table, ``dataset/type_rules.json`` (ordered regular expressions, first
 match wins), so the R port can load the very same rules. Strings that match no rule keep
 an empty designator and are reported by the crawl (never dropped).
 

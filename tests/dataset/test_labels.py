@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from scrape.labels import RULES_FILE, Label, normalise_type, split_manufacturer, squish
-from scrape.schema import MANUFACTURERS
+from dataset.labels import RULES_FILE, Label, normalise_type, split_manufacturer, squish
+from dataset.schema import MANUFACTURERS
 
 
 @pytest.mark.parametrize("type_raw,expected", [

@@ -1,12 +1,14 @@
 """Image helpers for stored photos: metadata stripping, content hashes, perceptual hash.
 
-Pure functions over bytes / Pillow images; used by the crawl pipelines and by tests.
+Pure functions over bytes / Pillow images (and :func:`sha256_file` over a file); used by the
+crawl pipelines, the importers, the renders and composites, and ``model.io``'s manifests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 
 import numpy as np
@@ -110,6 +112,19 @@ def store_bytes(data: bytes) -> tuple[bytes, Image.Image]:
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data`` (64 lowercase hex digits)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (64 lowercase hex digits; read in 1 MiB chunks).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _dct_matrix(n: int) -> np.ndarray:

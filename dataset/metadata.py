@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from scrape.schema import COLUMNS, OPTIONAL_COLUMNS
+from dataset.schema import COLUMNS, OPTIONAL_COLUMNS
 
 
 def _umask() -> int:
@@ -40,7 +40,7 @@ def read_rows(path: str | os.PathLike[str], *, require_all: bool = True) -> list
     """Read a metadata CSV (UTF-8) into a list of ``{column: str}`` dicts.
 
     Missing file → ``[]``. Raises :class:`SchemaError` when ``require_all`` and a column
-    of :data:`scrape.schema.COLUMNS` is missing (the later :data:`~scrape.schema.OPTIONAL_COLUMNS`
+    of :data:`dataset.schema.COLUMNS` is missing (the later :data:`~dataset.schema.OPTIONAL_COLUMNS`
     are filled with ``""`` instead); ``OSError``/``UnicodeDecodeError`` when unreadable. Extra
     columns are kept.
     """
@@ -78,7 +78,7 @@ def _atomic_file(path: str | os.PathLike[str], mode: str, **open_kwargs):
 def write_rows_atomic(path: str | os.PathLike[str], rows: list[dict[str, str]]) -> None:
     """Write ``rows`` (dicts with at least the schema columns) as the CSV at ``path``.
 
-    Columns: exactly :data:`scrape.schema.COLUMNS`, in that order, header first, UTF-8,
+    Columns: exactly :data:`dataset.schema.COLUMNS`, in that order, header first, UTF-8,
     ``\\n`` line ends, minimal quoting. Atomic (temp file + fsync + ``os.replace``).
     """
     with _atomic_file(path, "w", newline="", encoding="utf-8") as f:
