@@ -131,8 +131,8 @@ MLFLOW_PORT ?= 5000
 runs: venv  ## compare the tracked runs of python -m model train and make eval-sources (mlruns/)
 	@$(PY) -m model runs
 
-readme-runs: venv  ## regenerate README.md's tables of tracked runs from mlruns/
-	$(PY) -m model runs --update-readme README.md
+readme-runs: venv  ## regenerate the generated tables (README.md's headline, docs/*.md's runs) from mlruns/
+	$(PY) -m model runs --update-readme README.md $(wildcard docs/*.md)
 
 mlflow-ui: venv  ## browse mlruns/ in MLflow's web UI on 127.0.0.1:MLFLOW_PORT (installs the full mlflow once, in its own venv)
 	@test -x $(MLFLOW_UI_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \

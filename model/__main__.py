@@ -131,13 +131,16 @@ def _runs(args) -> int:
     from .training import tracking
 
     if args.update_readme:
-        changed = tracking.update_readme(args.update_readme)
-        print(f"{args.update_readme}: {', '.join(changed) if changed else 'no runs blocks'} regenerated")
+        for path in args.update_readme:
+            changed = tracking.update_readme(path)
+            print(f"{path}: {', '.join(changed) if changed else 'no runs blocks'} regenerated")
         return 0
-    experiments = (tracking.TRAIN_EXPERIMENT, tracking.SOURCES_EXPERIMENT) if args.experiment == "all" \
-        else (args.experiment,)
+    experiments = (tracking.HEADLINE, tracking.TRAIN_EXPERIMENT, tracking.SOURCES_EXPERIMENT) \
+        if args.experiment == "all" else (args.experiment,)
     for e in experiments:
-        print(f"## {e}\n\n{tracking.runs_table(e, label=args.label)}")
+        table = tracking.headline_table(label=args.label) if e == tracking.HEADLINE \
+            else tracking.runs_table(e, label=args.label)
+        print(f"## {e}\n\n{table}")
     return 0
 
 
@@ -251,11 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_info)
 
     r = sub.add_parser("runs", help="compare the tracked training runs (MLflow store mlruns/, or MLFLOW_TRACKING_URI)")
-    r.add_argument("--experiment", default="all", choices=("all", "train", "eval-sources"),
-                   help="train: python -m model train runs; eval-sources: make eval-sources runs")
+    r.add_argument("--experiment", default="all", choices=("all", "headline", "train", "eval-sources"),
+                   help="headline: the latest training run's figures; train: python -m model train runs; "
+                        "eval-sources: make eval-sources runs")
     r.add_argument("--label", default=None, help="only runs whose name starts with this")
-    r.add_argument("--update-readme", metavar="MARKDOWN", default=None,
-                   help="instead of printing: regenerate the <!-- runs:EXPERIMENT --> blocks of this file")
+    r.add_argument("--update-readme", metavar="MARKDOWN", nargs="+", default=None,
+                   help="instead of printing: regenerate the <!-- runs:EXPERIMENT --> blocks of these files "
+                        "(runs:headline, runs:train, runs:eval-sources)")
     r.set_defaults(func=_runs)
     return p
 

@@ -8,6 +8,8 @@ log:
   each dataset's fingerprint (``dataset.<folder>``: the first 16 hex digits of the sha256 of its
   ``metadata.csv``, which lists every image's sha256, and ``dataset.<folder>.rows``), and the git
   commit of the code (``git_commit``; ``git_dirty`` says whether tracked code differed from it);
+- tags: the flags that differ from the defaults (``flags``) and the machine kind the run was
+  measured on (``machine``: CPU cores, memory, GPUs; :func:`machine_kind`);
 - metrics: the renders' test figures (``renders.*``), the real photos' (``real.*``, per source
   under ``real.per_source.<source>.*``), the out-of-scope figures, calibration, the train seconds
   (``train_seconds.*``, ``total_seconds``) and the per-epoch history (``history.*``, step = epoch);
@@ -19,7 +21,9 @@ log:
 The store is ``mlruns/`` under the working directory (git-ignored): an SQLite database
 ``mlruns/mlflow.db`` (MLflow's recommended local backend) and the artefacts under
 ``mlruns/artifacts/<experiment>/``. ``MLFLOW_TRACKING_URI`` points elsewhere (the tests use a
-temporary store). ``make runs`` prints :func:`runs_table`; ``make mlflow-ui`` browses the store.
+temporary store). ``make runs`` prints :func:`runs_table`; ``make readme-runs`` regenerates the
+generated blocks of README.md (:func:`headline_table`) and docs/*.md (:func:`runs_table`) with
+:func:`update_readme`; ``make mlflow-ui`` browses the store.
 """
 
 from __future__ import annotations
@@ -110,6 +114,43 @@ def git_commit(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": sha, "git_dirty": str(dirty).lower()}
+
+
+def machine_kind() -> str:
+    """The kind of machine this process runs on, as figures name it: ``"2 CPU cores, 24 GiB"``, or
+    with GPUs ``"16 CPU cores, 126 GiB, 1x NVIDIA H100 80GB HBM3"`` (CPU cores this process may use,
+    physical memory rounded to GiB, or the cgroup's limit when lower; GPU names from
+    ``nvidia-smi``). ``$PLANESPOTTER_MACHINE`` replaces it (a machine that knows its own name)."""
+    if os.environ.get("PLANESPOTTER_MACHINE"):
+        return os.environ["PLANESPOTTER_MACHINE"]
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 0
+    parts = [f"{cpus} CPU core{'s' if cpus != 1 else ''}"]
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit() and 0 < int(limit) < (memory or int(limit) + 1):
+            memory = int(limit)
+    except OSError:
+        pass
+    if memory:
+        parts.append(f"{round(memory / 2 ** 30)} GiB")
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=20, check=True).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    counts: dict[str, int] = {}
+    for n in (n.strip() for n in names):
+        if n:
+            counts[n] = counts.get(n, 0) + 1
+    parts += [f"{k}x {name}" for name, k in counts.items()]
+    return ", ".join(parts)
 
 
 def config_params(cfg) -> dict[str, str]:
@@ -226,7 +267,8 @@ def start(experiment: str, run_name: str, cfg=None, extra_params: dict | None = 
     """Open a run in ``experiment`` of :func:`tracking_uri`, log its parameters (``cfg``'s fields,
     the datasets' fingerprints, the git commit, ``extra_params``) and yield a :class:`Run`. The
     run ends FINISHED, or FAILED when the block raises (the exception goes on). Its ``flags`` tag
-    (the table's column) is ``flags``, else :func:`config_flags` of ``cfg``.
+    (the table's column) is ``flags``, else :func:`config_flags` of ``cfg``; its ``machine`` tag is
+    :func:`machine_kind`.
 
     Raises:
         mlflow.exceptions.MlflowException: the store cannot be opened.
@@ -239,7 +281,7 @@ def start(experiment: str, run_name: str, cfg=None, extra_params: dict | None = 
               **(dataset_fingerprints(cfg.data) if cfg is not None else {}),
               **git_commit(), **{k: str(v) for k, v in (extra_params or {}).items()}}
     started = time.time()
-    tags = {"mlflow.source.name": "python -m model train"}
+    tags = {"mlflow.source.name": "python -m model train", "machine": machine_kind()}
     if flags is not None or cfg is not None:
         tags["flags"] = flags if flags is not None else config_flags(cfg)
     mlrun = client.create_run(_experiment_id(client, experiment), run_name=run_name, tags=tags)
@@ -255,7 +297,7 @@ def start(experiment: str, run_name: str, cfg=None, extra_params: dict | None = 
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
-# ------------------------------------------------------------------ the comparison table
+# ------------------------------------------------------------------ the comparison tables
 
 #: Columns of :func:`runs_table` per experiment: header → (kind, metric/parameter key(s)).
 TRAIN_COLUMNS = {
@@ -273,13 +315,41 @@ SOURCES_COLUMNS = {
     "mean type": ("metric", "metrics.mean.type_top1"),
     "s": ("seconds", "metrics.total_seconds"),
 }
+#: Rows of :func:`headline_table` after the version, date and recipe: label → (kind, key(s)); a row
+#: whose figures were all not logged is left out. ``smoke.*`` are logged by whoever runs the smoke
+#: photos against the version (``find(TRAIN_EXPERIMENT, version, …).log_metrics``).
+HEADLINE_ROWS = {
+    "real test photos: balanced manufacturer accuracy (Airbus / Boeing recall)":
+        ("balanced", ("metrics.real.manufacturer_balanced_accuracy", "metrics.real.recall.Airbus",
+                      "metrics.real.recall.Boeing")),
+    "real test photos: family accuracy": ("metric", "metrics.real.family_accuracy"),
+    "real test photos: ICAO type top-1 / top-3": ("pair", ("metrics.real.type_top1", "metrics.real.type_top3")),
+    "real test photos: calibration error (ECE, manufacturer)": ("metric", "metrics.real.ece"),
+    "real test photos (count)": ("count", "metrics.real.n"),
+    "renders' test split: balanced manufacturer / family / type top-1":
+        ("pair", ("metrics.renders.manufacturer_balanced_accuracy", "metrics.renders.family_accuracy",
+                  "metrics.renders.type_top1")),
+    "other makers' test photos answered `Other`": ("metric", "metrics.out_of_scope.other_as_other"),
+    "images without an aircraft answered \"not an aircraft\"": ("metric", "metrics.out_of_scope.negatives_as_none"),
+    "Airbus/Boeing test photos answered `Other` or \"not an aircraft\"":
+        ("metric", "metrics.out_of_scope.airbus_boeing_out"),
+    "smoke photos right: manufacturer / family": ("fraction", ("metrics.smoke.manufacturer_right",
+                                                               "metrics.smoke.family_right", "metrics.smoke.n")),
+    "training seconds (all of `python -m model train`)": ("seconds", "metrics.total_seconds"),
+}
+#: Experiment name of the README's headline block (``<!-- runs:headline -->``): the latest finished
+#: run of :data:`TRAIN_EXPERIMENT`.
+HEADLINE = "headline"
+#: What a missing figure, date or machine shows.
+MISSING = "—"
 #: ``TrainConfig`` fields that are not flags (shown in their own columns, or paths and bookkeeping).
 _NOT_FLAGS = {"data", "models_dir", "reports_dir", "verbose", "version", "backbone", "image_size", "extra"}
 
 
 def search(experiment: str):
     """Every run of ``experiment`` as a DataFrame (``mlflow.search_runs``: ``params.*``,
-    ``metrics.*``, ``tags.*`` columns), oldest first; empty when the experiment does not exist."""
+    ``metrics.*``, ``tags.*`` columns, ``start_time``), oldest first; empty when the experiment
+    does not exist."""
     import mlflow
     import pandas as pd
 
@@ -290,6 +360,17 @@ def search(experiment: str):
     mlflow.set_tracking_uri(tracking_uri())
     df = mlflow.search_runs(experiment_ids=[found.experiment_id], order_by=["attributes.start_time ASC"])
     return df.reset_index(drop=True)
+
+
+def finished_runs(experiment: str, label: str | None = None):
+    """The FINISHED runs of ``experiment`` (:func:`search`), oldest first; ``label``: only those
+    whose name starts with it."""
+    df = search(experiment)
+    if not df.empty:
+        df = df[df["status"] == "FINISHED"]
+        if label:
+            df = df[df["tags.mlflow.runName"].str.startswith(label)]
+    return df
 
 
 def config_flags(cfg) -> str:
@@ -306,46 +387,107 @@ def config_flags(cfg) -> str:
     return " ".join(out) or "(defaults)"
 
 
+def _ok(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _fmt(v, kind: str = "metric") -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+    if not _ok(v):
         return "–"
-    return f"{v:.0f}" if kind == "seconds" else f"{v:.3f}"
+    return f"{v:.0f}" if kind in ("seconds", "count") else f"{v:.3f}"
 
 
-def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None) -> str:
+def _date(r: dict) -> str:
+    """The run's start date (UTC, ``YYYY-MM-DD``), :data:`MISSING` when unknown."""
+    t = r.get("start_time")
+    try:
+        return t.strftime("%Y-%m-%d")
+    except (AttributeError, ValueError):
+        return MISSING
+
+
+def _machine(r: dict) -> str:
+    """The run's ``machine`` tag; :data:`MISSING` for runs logged before it existed."""
+    m = r.get("tags.machine")
+    return m if isinstance(m, str) and m else MISSING
+
+
+def _describe(r: dict) -> dict[str, str]:
+    """The columns every table starts with: run, date, machine, commit (``+``: uncommitted
+    changes), backbone and size, datasets, flags."""
+    return {"run": r.get("tags.mlflow.runName", ""), "date": _date(r), "machine": _machine(r),
+            "commit": str(r.get("params.git_commit") or "")[:8] + ("+" if r.get("params.git_dirty") == "true" else ""),
+            "backbone, px": f"{r.get('params.backbone')} {r.get('params.image_size')}",
+            "data": " ".join(sorted(c[len("params.dataset."):] for c, v in r.items()
+                                    if c.startswith("params.dataset.") and not c.endswith(".rows")
+                                    and isinstance(v, str))),
+            "flags": r.get("tags.flags") if isinstance(r.get("tags.flags"), str) else ""}
+
+
+def no_runs(experiment: str, label: str | None = None, where: bool = True) -> str:
+    """The one line a table says when ``experiment`` has no finished run (``where``: name the store)."""
+    what = f"experiment `{experiment}`" + (f" named `{label}…`" if label else "")
+    store = f" of {tracking_uri()}" if where else " in the run store (`mlruns/`, or `MLFLOW_TRACKING_URI`)"
+    return f"No finished runs in {what}{store}.\n"
+
+
+def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None, where: bool = True) -> str:
     """A Markdown table comparing the finished runs of ``experiment`` (``train`` or
-    ``eval-sources``), oldest first: each run's name, commit (``+``: uncommitted changes),
-    backbone, size, datasets, the flags that differ from the defaults (:func:`config_flags`, the
-    run's ``flags`` tag), and its figures (eval-sources: each
-    held-out origin's balanced / family / type top-1, then their means). ``label``: only runs whose
-    name starts with it. A one-line message when there is none."""
+    ``eval-sources``), oldest first: each run's name, date (UTC), machine kind (``machine`` tag,
+    ``—`` for runs logged before it), commit (``+``: uncommitted changes), backbone, size,
+    datasets, the flags that differ from the defaults (:func:`config_flags`, the run's ``flags``
+    tag), and its figures (eval-sources: each held-out origin's balanced / family / type top-1,
+    then their means). ``label``: only runs whose name starts with it. A one-line message when
+    there is none (``where``: naming the store's URI)."""
     import pandas as pd
 
-    df = search(experiment)
-    if not df.empty:
-        df = df[df["status"] == "FINISHED"]
-        if label:
-            df = df[df["tags.mlflow.runName"].str.startswith(label)]
+    df = finished_runs(experiment, label)
     if df.empty:
-        return f"No finished runs in experiment {experiment!r} of {tracking_uri()}.\n"
+        return no_runs(experiment, label, where)
     origins = sorted({c.split(".")[1] for c in df.columns
                       if c.startswith("metrics.") and c.endswith(".manufacturer_balanced")} - {"mean"})
     rows = []
     for _, r in df.iterrows():
         r = r.to_dict()
-        row = {"run": r.get("tags.mlflow.runName", ""),
-               "commit": str(r.get("params.git_commit") or "")[:8] + ("+" if r.get("params.git_dirty") == "true" else ""),
-               "backbone, px": f"{r.get('params.backbone')} {r.get('params.image_size')}",
-               "data": " ".join(sorted(c[len("params.dataset."):] for c, v in r.items()
-                                       if c.startswith("params.dataset.") and not c.endswith(".rows")
-                                       and isinstance(v, str))),
-               "flags": r.get("tags.flags") if isinstance(r.get("tags.flags"), str) else ""}
+        row = _describe(r)
         for o in origins:
             row[f"{o}: balanced / family / type"] = " / ".join(_fmt(r.get(f"metrics.{o}.{m}")) for m in ("manufacturer_balanced", "family", "type_top1"))
         for header, (kind, key) in (SOURCES_COLUMNS if experiment == SOURCES_EXPERIMENT else TRAIN_COLUMNS).items():
             row[header] = " / ".join(_fmt(r.get(k)) for k in key) if kind == "pair" else _fmt(r.get(key), kind)
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
+
+
+def headline_table(label: str | None = None, where: bool = True) -> str:
+    """The default model version's figures as a two-column Markdown table: the latest finished run
+    of :data:`TRAIN_EXPERIMENT` (``label``: the latest whose name starts with it), its version,
+    the date and machine kind it was measured on, its recipe, then :data:`HEADLINE_ROWS` (rows not
+    logged by that run left out). A one-line message when there is no such run."""
+    df = finished_runs(TRAIN_EXPERIMENT, label)
+    if df.empty:
+        return no_runs(TRAIN_EXPERIMENT, label, where)
+    r = df.iloc[-1].to_dict()
+    d = _describe(r)
+    commit = f" (commit `{d['commit']}`)" if d["commit"] else ""
+    rows = [("version", f"`{d['run']}`{commit}"),
+            ("measured on", f"{d['date']}, {d['machine']}"),
+            ("recipe", f"{d['backbone, px']} px; data: {d['data'] or MISSING}; flags: `{d['flags'] or MISSING}`")]
+    for name, (kind, keys) in HEADLINE_ROWS.items():
+        keys = (keys,) if isinstance(keys, str) else keys
+        v = [r.get(k) for k in keys]
+        if not any(_ok(x) for x in v):
+            continue
+        if kind == "balanced":
+            text = f"{_fmt(v[0])} ({_fmt(v[1])} / {_fmt(v[2])})"
+        elif kind == "pair":
+            text = " / ".join(_fmt(x) for x in v)
+        elif kind == "fraction":
+            text = " / ".join(f"{_fmt(x, 'count')}/{_fmt(v[-1], 'count')}" for x in v[:-1])
+        else:
+            text = _fmt(v[0], kind)
+        rows.append((name, text))
+    out = ["| figure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(out) + "\n"
 
 
 #: A generated block of a Markdown file: ``<!-- runs:<experiment> [label=<prefix>] -->`` … ``<!-- /runs -->``.
@@ -355,8 +497,10 @@ _BLOCK = re.compile(r"(<!-- runs:(?P<experiment>[\w-]+)(?: label=(?P<label>[^>]*
 
 def update_readme(path: str | os.PathLike) -> list[str]:
     """Regenerate every ``<!-- runs:<experiment> [label=<prefix>] -->`` … ``<!-- /runs -->`` block of
-    a Markdown file with :func:`runs_table` of that experiment (``make readme-runs``). The file is
-    rewritten atomically (temporary file, then rename), and only when a block changed.
+    a Markdown file (``make readme-runs``: README.md and docs/*.md): ``runs:headline`` with
+    :func:`headline_table`, any other experiment with :func:`runs_table` of it. An empty store
+    gives each block a one-line message, no figures. The file is rewritten atomically (temporary
+    file, then rename), and only when a block changed.
 
     Returns:
         The experiments of the blocks found (in order).
@@ -372,7 +516,9 @@ def update_readme(path: str | os.PathLike) -> list[str]:
     def table(m: re.Match) -> str:
         found.append(m["experiment"])
         label = (m["label"] or "").strip() or None
-        return m.group(1) + runs_table(m["experiment"], label=label) + m.group(5)
+        body = (headline_table(label, where=False) if m["experiment"] == HEADLINE
+                else runs_table(m["experiment"], label=label, where=False))
+        return m.group(1) + body + m.group(5)
 
     new = _BLOCK.sub(table, text)
     if new != text:

@@ -1,13 +1,16 @@
 """Every training run tracked (model.training.tracking): parameters, dataset fingerprints, the git
-commit, metrics and artefacts in a real MLflow store (the session's temporary one, tests/conftest.py),
-the comparison table of `make runs` and the README blocks made from it."""
+commit, the machine kind, metrics and artefacts in a real MLflow store (the session's temporary one,
+tests/conftest.py), the comparison tables of `make runs`, the headline of the latest training run, and
+the README/docs blocks made from them (`make readme-runs`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,9 +115,67 @@ def test_a_failed_run_is_marked_failed_and_left_out_of_the_table(tmp_path):
     steps = MlflowClient(tracking.tracking_uri()).get_metric_history(df.loc["fine", "run_id"],
                                                                      "history.manufacturer.loss")
     assert [(m.step, m.value) for m in steps] == [(0, 2.0), (1, 1.5), (2, 1.2)]
+    assert df.loc["fine", "tags.machine"] == tracking.machine_kind()
     table = tracking.runs_table("unit-failed")
     assert "| fine " in table and "will-fail" not in table and "0.750" in table
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    header = table.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")][:3] == ["run", "date", "machine"]
+    assert f"| {today} " in table and f"| {tracking.machine_kind()} " in table
     assert "No finished runs" in tracking.runs_table("no-such-experiment")
+
+
+def test_the_machine_kind_names_cores_memory_and_gpus(monkeypatch):
+    kind = tracking.machine_kind()
+    assert re.fullmatch(r"\d+ CPU cores?, \d+ GiB(, \d+x .+)*", kind), kind
+    assert kind.startswith(f"{len(os.sched_getaffinity(0))} CPU core")
+    monkeypatch.setenv("PLANESPOTTER_MACHINE", "CI runner, 2 CPU cores, 24 GiB")
+    assert tracking.machine_kind() == "CI runner, 2 CPU cores, 24 GiB"
+
+
+def test_the_headline_is_the_latest_training_run_and_old_runs_show_no_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\n<!-- runs:headline -->\n| figure | value |\n| typed | 0.999 |\n<!-- /runs -->\nend\n")
+    assert tracking.update_readme(readme) == ["headline"]
+    text = readme.read_text()  # an empty store: the block says so, no figures
+    assert "0.999" not in text and "No finished runs in experiment `train`" in text and "sqlite" not in text
+    assert "No finished runs" in tracking.headline_table()
+
+    cfg = TrainConfig(data=str(_photos(tmp_path / "photos", per_type=4)), backbone="lite0", image_size=288,
+                      epochs=5, type_epochs=5, photo_views=2, view_styles=True)
+    monkeypatch.setenv("PLANESPOTTER_MACHINE", "old kind")
+    with tracking.start(tracking.TRAIN_EXPERIMENT, "20260101T000000Z", cfg) as old:
+        old.log_metrics({"real.manufacturer_balanced_accuracy": 0.5})
+    MlflowClient(tracking.tracking_uri()).delete_tag(old.run_id, "machine")  # logged before the tag existed
+    monkeypatch.setenv("PLANESPOTTER_MACHINE", "2 CPU cores, 24 GiB")
+    with tracking.start(tracking.TRAIN_EXPERIMENT, "20260102T000000Z", cfg) as new:
+        new.log_metrics({"real.manufacturer_balanced_accuracy": 0.892, "real.recall.Airbus": 0.871,
+                         "real.recall.Boeing": 0.912, "real.family_accuracy": 0.839, "real.type_top1": 0.578,
+                         "real.type_top3": 0.834, "real.n": 700, "total_seconds": 1971.4})
+    tracking.find(tracking.TRAIN_EXPERIMENT, "20260102T000000Z", 0).log_metrics(
+        {"smoke.manufacturer_right": 9, "smoke.family_right": 8, "smoke.n": 12})
+
+    head = tracking.headline_table()
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    assert "`20260102T000000Z`" in head and "20260101T000000Z" not in head
+    assert f"| measured on | {today}, 2 CPU cores, 24 GiB |" in head
+    assert "| recipe | lite0 288 px; data: photos; flags: `--epochs 5 --photo-views 2 --view-styles` |" in head
+    assert "balanced manufacturer accuracy (Airbus / Boeing recall) | 0.892 (0.871 / 0.912) |" in head
+    assert "| real test photos: ICAO type top-1 / top-3 | 0.578 / 0.834 |" in head
+    assert "| real test photos (count) | 700 |" in head and "| 1971 |" in head
+    assert "| smoke photos right: manufacturer / family | 9/12 / 8/12 |" in head
+    assert "renders' test split" not in head and "`Other`" not in head  # figures not logged: no row
+    assert "`20260101T000000Z`" in tracking.headline_table(label="20260101")
+
+    table = tracking.runs_table(tracking.TRAIN_EXPERIMENT)
+    old_row = next(line for line in table.splitlines() if "20260101T000000Z" in line)
+    assert [c.strip() for c in old_row.strip("|").split("|")][2] == tracking.MISSING
+    assert "| 2 CPU cores, 24 GiB " in table
+
+    tracking.update_readme(readme)
+    text = readme.read_text()
+    assert "No finished runs" not in text and "0.892 (0.871 / 0.912)" in text and text.endswith("<!-- /runs -->\nend\n")
 
 
 # ------------------------------------------------------------------ real runs through the CLI
@@ -174,13 +235,23 @@ def test_train_and_eval_sources_are_tracked_and_compared(photos, tmp_path, track
     assert version in r.stdout and "tiny-loso" in r.stdout
     assert "alpha: balanced / family / type" in r.stdout and "--width 8" in r.stdout
 
-    # make readme-runs: the blocks are regenerated, the rest of the file stays as it was
-    readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\n<!-- runs:train -->\nold table\n<!-- /runs -->\n\ntext\n\n"
-                      "<!-- runs:eval-sources label=tiny -->\n<!-- /runs -->\nend\n")
-    r = _model("runs", "--update-readme", str(readme), cwd=tmp_path)
+    assert "## headline" in r.stdout and f"`{version}`" in r.stdout
+
+    # make readme-runs: the README's headline and the docs' blocks are regenerated, the rest of
+    # each file stays as it was
+    readme, results = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    readme.write_text("# Title\n\n<!-- runs:headline -->\n| typed | 0.886 |\n<!-- /runs -->\n\nmore\n")
+    results.parent.mkdir()
+    results.write_text("# Results\n\n<!-- runs:train -->\nold table\n<!-- /runs -->\n\ntext\n\n"
+                       "<!-- runs:eval-sources label=tiny -->\n<!-- /runs -->\nend\n")
+    r = _model("runs", "--update-readme", str(readme), str(results), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "README.md: headline regenerated" in r.stdout and "results.md: train, eval-sources regenerated" in r.stdout
     text = readme.read_text()
-    assert "old table" not in text and text.startswith("# Title\n\n<!-- runs:train -->\n| run ")
+    assert "0.886" not in text and text.startswith("# Title\n\n<!-- runs:headline -->\n| figure | value |\n")
+    assert f"| version | `{version}`" in text and f"| measured on | {run['start_time']:%Y-%m-%d}, " in text
+    assert text.endswith("<!-- /runs -->\n\nmore\n")
+    text = results.read_text()
+    assert "old table" not in text and text.startswith("# Results\n\n<!-- runs:train -->\n| run ")
     assert f"| {version} " in text and "| tiny-loso " in text and text.endswith("<!-- /runs -->\nend\n")
-    assert "\ntext\n" in text
+    assert "\ntext\n" in text and f"| {tracking.machine_kind()} " in text
