@@ -12,7 +12,10 @@ rows.
 
 Per held-out origin: balanced manufacturer accuracy over Airbus/Boeing (an origin with one
 manufacturer only — fewer than :data:`MIN_MANUFACTURER_PHOTOS` photos of the other — reports that
-manufacturer's recall), family accuracy and type top-1; then their mean over the origins. Written
+manufacturer's recall), family accuracy and type top-1, and the confidence figures of the
+manufacturer answers (:func:`model.metrics.selective_figures`: AURC, accuracy at 80 % coverage,
+the share and accuracy of the answers given without "unsure"; ECE); then their mean over the
+origins (:data:`MEAN_KEYS`). Written
 to ``reports/sources.json`` and as a Markdown table to ``reports/sources.md``.
 """
 
@@ -41,9 +44,19 @@ def _figures(metrics: dict, n_by_maker: dict) -> dict:
     recall = metrics.get("recall") or {}
     counted = [m for m in ("Airbus", "Boeing") if n_by_maker.get(m, 0) >= MIN_MANUFACTURER_PHOTOS]
     balanced = float(np.mean([recall[m] for m in counted])) if counted else None
+    sel = metrics.get("manufacturer_selective") or {}
     return {"n": metrics.get("n"), "n_by_manufacturer": n_by_maker, "manufacturers_counted": counted,
             "manufacturer_balanced": balanced, "recall": recall, "family": metrics.get("family_accuracy"),
-            "type_top1": metrics.get("type_top1"), "type_top1_frequent": metrics.get("type_top1_frequent")}
+            "type_top1": metrics.get("type_top1"), "type_top1_frequent": metrics.get("type_top1_frequent"),
+            "aurc": sel.get("aurc"), "accuracy_at_80": sel.get("accuracy_at_80"),
+            "sure_coverage": sel.get("sure_coverage"), "sure_accuracy": sel.get("sure_accuracy"),
+            "ece": metrics.get("ece")}
+
+
+#: The figures averaged over the held-out origins (``mean``): accuracy, then the confidence
+#: figures (:func:`model.metrics.selective_figures`, ECE).
+MEAN_KEYS = ("manufacturer_balanced", "family", "type_top1", "aurc", "accuracy_at_80", "sure_coverage",
+             "sure_accuracy", "ece")
 
 
 #: Held-out photos scored per origin at most (a seeded sample, stratified by manufacturer and
@@ -142,7 +155,7 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
              f" ({seconds[o]}s)")
     mean = {k: (float(np.mean([f[k] for f in folds.values() if f[k] is not None]))
                 if any(f[k] is not None for f in folds.values()) else None)
-            for k in ("manufacturer_balanced", "family", "type_top1")}
+            for k in MEAN_KEYS}
     cfg_dict = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
     entry = {"label": label, "config": cfg_dict, "origins": all_origins, "folds": folds, "mean": mean,
              "seconds": seconds, "total_seconds": round(time.time() - t0, 1)}
@@ -159,13 +172,16 @@ def _fmt(v) -> str:
 
 
 def markdown_table(report: dict) -> str:
-    """One row per configuration in ``report["runs"]``: each held-out origin's balanced
-    manufacturer accuracy / family / type top-1, then their means."""
-    origins = sorted({o for r in report.get("runs", []) for o in r["folds"]})
+    """Two tables over the configurations in ``report["runs"]``: each held-out origin's balanced
+    manufacturer accuracy / family / type top-1 with their means; then each origin's confidence
+    figures (accuracy of the answers given without "unsure" / the share of such answers / AURC)
+    with the means of those, accuracy at 80 % coverage and ECE."""
+    runs = report.get("runs", [])
+    origins = sorted({o for r in runs for o in r["folds"]})
     head = "| configuration | " + " | ".join(f"{o}: balanced / family / type" for o in origins) + \
            " | **mean balanced** | mean family | mean type |"
     lines = [head, "|" + "---|" * (len(origins) + 4)]
-    for r in report.get("runs", []):
+    for r in runs:
         cells = []
         for o in origins:
             f = r["folds"].get(o)
@@ -174,4 +190,17 @@ def markdown_table(report: dict) -> str:
         m = r["mean"]
         lines.append(f"| {r['label']} | " + " | ".join(cells) +
                      f" | **{_fmt(m['manufacturer_balanced'])}** | {_fmt(m['family'])} | {_fmt(m['type_top1'])} |")
+    lines += ["", "| configuration | " + " | ".join(f"{o}: sure accuracy / sure share / AURC" for o in origins) +
+              " | **mean sure accuracy** | mean sure share | mean AURC | mean accuracy at 80 % | mean ECE |",
+              "|" + "---|" * (len(origins) + 6)]
+    for r in runs:
+        cells = []
+        for o in origins:
+            f = r["folds"].get(o)
+            cells.append("–" if f is None else f"{_fmt(f.get('sure_accuracy'))} / {_fmt(f.get('sure_coverage'))} / "
+                                               f"{_fmt(f.get('aurc'))}")
+        m = r["mean"]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) +
+                     f" | **{_fmt(m.get('sure_accuracy'))}** | {_fmt(m.get('sure_coverage'))} | {_fmt(m.get('aurc'))}"
+                     f" | {_fmt(m.get('accuracy_at_80'))} | {_fmt(m.get('ece'))} |")
     return "\n".join(lines) + "\n"

@@ -306,6 +306,9 @@ TRAIN_COLUMNS = {
     "family": ("metric", "metrics.real.family_accuracy"),
     "type top-1 / top-3": ("pair", ("metrics.real.type_top1", "metrics.real.type_top3")),
     "ECE": ("metric", "metrics.real.ece"),
+    "sure accuracy / share / AURC": ("pair", ("metrics.real.manufacturer_selective.sure_accuracy",
+                                              "metrics.real.manufacturer_selective.sure_coverage",
+                                              "metrics.real.manufacturer_selective.aurc")),
     "renders balanced": ("metric", "metrics.renders.manufacturer_balanced_accuracy"),
     "train s": ("seconds", "metrics.total_seconds"),
 }
@@ -313,6 +316,9 @@ SOURCES_COLUMNS = {
     "**mean balanced**": ("metric", "metrics.mean.manufacturer_balanced"),
     "mean family": ("metric", "metrics.mean.family"),
     "mean type": ("metric", "metrics.mean.type_top1"),
+    "**mean sure accuracy** / share": ("pair", ("metrics.mean.sure_accuracy", "metrics.mean.sure_coverage")),
+    "mean AURC / accuracy at 80 % / ECE": ("pair", ("metrics.mean.aurc", "metrics.mean.accuracy_at_80",
+                                                    "metrics.mean.ece")),
     "s": ("seconds", "metrics.total_seconds"),
 }
 #: Rows of :func:`headline_table` after the version, date and recipe: label → (kind, key(s)); a row
@@ -325,6 +331,9 @@ HEADLINE_ROWS = {
     "real test photos: family accuracy": ("metric", "metrics.real.family_accuracy"),
     "real test photos: ICAO type top-1 / top-3": ("pair", ("metrics.real.type_top1", "metrics.real.type_top3")),
     "real test photos: calibration error (ECE, manufacturer)": ("metric", "metrics.real.ece"),
+    "real test photos: answers without \"unsure\": accuracy / share of photos":
+        ("pair", ("metrics.real.manufacturer_selective.sure_accuracy",
+                  "metrics.real.manufacturer_selective.sure_coverage")),
     "real test photos (count)": ("count", "metrics.real.n"),
     "renders' test split: balanced manufacturer / family / type top-1":
         ("pair", ("metrics.renders.manufacturer_balanced_accuracy", "metrics.renders.family_accuracy",
@@ -436,8 +445,8 @@ def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None, whe
     ``eval-sources``), oldest first: each run's name, date (UTC), machine kind (``machine`` tag,
     ``—`` for runs logged before it), commit (``+``: uncommitted changes), backbone, size,
     datasets, the flags that differ from the defaults (:func:`config_flags`, the run's ``flags``
-    tag), and its figures (eval-sources: each held-out origin's balanced / family / type top-1,
-    then their means). ``label``: only runs whose name starts with it. A one-line message when
+    tag), and its figures (eval-sources: each held-out origin's balanced / family / type top-1 and
+    the accuracy / share of its answers given without "unsure" / AURC, then their means). ``label``: only runs whose name starts with it. A one-line message when
     there is none (``where``: naming the store's URI)."""
     import pandas as pd
 
@@ -452,6 +461,8 @@ def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None, whe
         row = _describe(r)
         for o in origins:
             row[f"{o}: balanced / family / type"] = " / ".join(_fmt(r.get(f"metrics.{o}.{m}")) for m in ("manufacturer_balanced", "family", "type_top1"))
+            row[f"{o}: sure accuracy / share / AURC"] = " / ".join(
+                _fmt(r.get(f"metrics.{o}.{m}")) for m in ("sure_accuracy", "sure_coverage", "aurc"))
         for header, (kind, key) in (SOURCES_COLUMNS if experiment == SOURCES_EXPERIMENT else TRAIN_COLUMNS).items():
             row[header] = " / ".join(_fmt(r.get(k)) for k in key) if kind == "pair" else _fmt(r.get(key), kind)
         rows.append(row)

@@ -40,8 +40,25 @@ def test_markdown_table_has_a_row_per_run_and_the_mean():
     table = markdown_table({"runs": [{"label": "a", "folds": {"fgvc": fold, "davidnh8": fold},
                                       "mean": {"manufacturer_balanced": 0.7, "family": 0.5, "type_top1": None}}]})
     lines = table.strip().splitlines()
-    assert len(lines) == 3 and "davidnh8" in lines[0] and "fgvc" in lines[0]
+    assert len(lines) == 7 and "davidnh8" in lines[0] and "fgvc" in lines[0]
     assert lines[2].startswith("| a | 0.700 / 0.500 / –") and "**0.700**" in lines[2]
+    # the confidence table: runs without those figures show dashes
+    assert "sure accuracy / sure share / AURC" in lines[4] and lines[6].startswith("| a | – / – / –")
+
+
+def test_the_confidence_figures_of_a_fold_and_their_mean_in_the_table():
+    from model.training.sources import MEAN_KEYS, _figures
+
+    metrics = {"n": 40, "recall": {"Airbus": 0.9, "Boeing": 0.7}, "family_accuracy": 0.5, "type_top1": 0.3,
+               "ece": 0.12, "manufacturer_selective": {"aurc": 0.05, "accuracy_at_80": 0.93, "sure_coverage": 0.6,
+                                                       "sure_accuracy": 0.96}}
+    fold = _figures(metrics, {"Airbus": 20, "Boeing": 20})
+    assert fold["manufacturer_balanced"] == pytest.approx(0.8)
+    assert {k: fold[k] for k in ("aurc", "accuracy_at_80", "sure_coverage", "sure_accuracy", "ece")} == \
+        {"aurc": 0.05, "accuracy_at_80": 0.93, "sure_coverage": 0.6, "sure_accuracy": 0.96, "ece": 0.12}
+    assert set(MEAN_KEYS) <= set(fold)
+    table = markdown_table({"runs": [{"label": "b", "folds": {"fgvc": fold}, "mean": {k: fold[k] for k in MEAN_KEYS}}]})
+    assert "| b | 0.960 / 0.600 / 0.050 | **0.960** | 0.600 | 0.050 | 0.930 | 0.120 |" in table
 
 
 def test_the_model_card_carries_the_leave_one_source_out_table_when_there_is_one(tmp_path):
