@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset.schema import family_of
+
 from . import io as mio
 from . import preprocessing as pp
 
@@ -42,8 +44,6 @@ def leaf_families(labels: dict, manufacturer: str) -> list[str]:
     """The family of each stage-2 leaf of ``manufacturer``, in output order: ``labels["families"]``
     when the version has it, else :func:`dataset.schema.family_of` of the leaf (versions trained
     before families existed), else the leaf itself."""
-    from dataset.schema import family_of
-
     leaves = labels.get("types", {}).get(manufacturer, [])
     known = labels.get("families", {}).get(manufacturer, {})
     return [known.get(t) or (t[: -len(FAMILY_LEAF_SUFFIX)] if not is_type_leaf(t) else family_of(t)) or t

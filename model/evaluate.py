@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import negatives as neg
 from . import preprocessing as pp
 from .cascade import Cascade, is_type_leaf
 from .metrics import expected_calibration_error, selective_figures, softmax
@@ -28,10 +29,10 @@ def confusion(y_true: list[str], y_pred: list[str], labels: list[str]) -> np.nda
 
 def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -> Path:
     """Save a confusion matrix heat map (matplotlib, Agg) with counts in the cells."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib start-up (~0.8 s), only when figures are written
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after choosing the Agg backend
 
     size = max(4.0, 0.45 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
@@ -274,8 +275,6 @@ def out_of_scope(cascade: Cascade | Pipeline, df: pd.DataFrame, pixels: np.ndarr
         classes, photos), ``confusion`` ``{labels, counts}`` (true vs answered, negatives as
         ``none``), and ``examples`` (a few answers per case). ``None`` where a set is empty.
     """
-    from . import negatives as neg
-
     photo = (df["domain"] == "photo").to_numpy()
     rows = np.flatnonzero(photo)
     pipeline = as_pipeline(cascade)

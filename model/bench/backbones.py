@@ -24,6 +24,9 @@ from typing import Iterable
 
 import numpy as np
 
+from .. import backbones
+from ..io import write_json
+
 DEFAULT_RUNS = ("lite0:224", "lite0:288", "lite2:260")
 
 
@@ -33,8 +36,6 @@ def parse_run(text: str) -> tuple[str, int]:
     Raises:
         ValueError: unknown backbone or a size that is not a positive integer.
     """
-    from .. import backbones
-
     name, _, size = text.partition(":")
     bb = backbones.get(name)
     if not size:
@@ -60,8 +61,6 @@ def bench_one(name: str, size: int, batch_size: int = 32, batches: int = 8, weig
     Raises:
         ValueError: unknown backbone; WeightsUnavailableError: weights missing offline.
     """
-    from .. import backbones
-
     bb = backbones.get(name)
     load_before = os.getloadavg()
     t = time.perf_counter()
@@ -91,8 +90,8 @@ def bench_one(name: str, size: int, batch_size: int = 32, batches: int = 8, weig
 
 def machine() -> dict:
     """CPU count, platform, TensorFlow/Keras versions and thread settings, for the report."""
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: TensorFlow start-up, only when the benchmark runs
+    import tensorflow as tf  # deferred: as keras
 
     return {
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
@@ -105,8 +104,6 @@ def machine() -> dict:
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Run the benchmark and write the JSON report (see the module docstring)."""
-    from ..io import write_json
-
     p = argparse.ArgumentParser(prog="python -m model.bench.backbones", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="name:size pairs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -33,7 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from .. import io as mio
 from .. import preprocessing as pp
 from ..cascade import Cascade
 from ..pipeline import Inputs, Pipeline, as_pipeline
@@ -62,8 +64,6 @@ def camera_payloads(width: int, folder: str | os.PathLike = SMOKE_PHOTOS, limit:
     Raises:
         ValueError: ``width < 16``.
     """
-    from PIL import Image
-
     if width < 16:
         raise ValueError(f"payload width must be at least 16 px, got {width}")
     out = []
@@ -157,8 +157,6 @@ def respec_version(src: str | os.PathLike, dest_parent: str | os.PathLike, **cha
     Raises:
         model.io.ModelLoadError: ``src`` is not a complete version. TypeError/ValueError: a bad field.
     """
-    from .. import io as mio
-
     src = Path(src).resolve()
     manifest = mio.check_version(src)
     dest = Path(dest_parent) / manifest["version"]
@@ -187,8 +185,6 @@ def run_payloads(cascade: Cascade, widths: list[int], photos: str | os.PathLike 
     ``decode_limit_images_per_s`` (:func:`decode_limit` over :func:`model.score.decode_workers`
     cores) and the ratios of ``images_per_s`` to both limits and to the first width's rate.
     """
-    from PIL import Image
-
     cores = decode_workers()
     rows, limit = [], None
     with tempfile.TemporaryDirectory(prefix="planespotter-bench-") as tmp:
