@@ -221,7 +221,7 @@ def decode_image(source: ImageSource) -> Image.Image:
 #: denominators (1/8, 1/4, 1/2; 1 is the full-size decode), largest reduction first.
 DCT_SCALES: tuple[int, ...] = (8, 4, 2)
 
-#: ``jpeg_draft`` of new trainings (``model.training.train.TrainConfig.spec``): the decoded JPEG keeps at
+#: ``jpeg_draft`` of new trainings (``model.training.config.TrainConfig.spec``): the decoded JPEG keeps at
 #: least twice the model input on each side, so the resize still averages 2x2 or more source
 #: pixels per output pixel (accuracy before/after: README, "Real-size uploads").
 DEFAULT_JPEG_DRAFT = 2

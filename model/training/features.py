@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .. import backbones
 from .. import preprocessing as pp
@@ -51,7 +52,7 @@ def backbone_model(name: str, spec: pp.PreprocessingSpec, weights: str | None = 
     Raises:
         ValueError: unknown backbone or cut; WeightsUnavailableError: weights missing offline.
     """
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     bb = backbones.get(name)
     base = bb.build(spec.input_shape, weights) if cut is None else bb.build_lower(spec.input_shape, cut, weights)
@@ -65,47 +66,79 @@ def _cache_paths(name: str, spec: pp.PreprocessingSpec, weights_id: str, cut: st
     return CACHE_DIR / f"{name}-{key}.npy", CACHE_DIR / f"{name}-{key}.index.json"
 
 
-def compute(name: str, pixels: np.ndarray, df: pd.DataFrame, spec: pp.PreprocessingSpec,
+def compute(name: str, pixels, df: pd.DataFrame, spec: pp.PreprocessingSpec,
             weights: str | None = None, batch_size: int = 64, stats: dict | None = None,
-            cut: str | None = None) -> np.ndarray:
-    """Features of every row, from the cache where present.
+            cut: str | None = None, rows: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
+    """Features of every row (or of ``rows``), from the cache where present.
+
+    Rows missing from the cache go through the backbone (all of ``df``'s missing rows, whatever
+    ``rows`` asks for, so the cache and the batches are the same either way) and are appended to
+    the cache. The cache file is memory-mapped: only the rows asked for are read.
 
     Args:
-        pixels: uint8 ``(n, H, W, 3)``; df: the rows (column ``sha256``; computed when empty).
+        pixels: uint8 ``(n, H, W, 3)``, or a callable ``pixels(indices) -> uint8 (k, H, W, 3)``
+            called once, only when some rows are missing (e.g. augmented views made on demand);
+        df: the rows (column ``sha256``; computed when empty).
         stats: if given, receives ``{"hits": int, "misses": int, "seconds": float}``.
         cut: cache the feature map of this layer instead of the pooled output (float16 on disk).
+        rows: int indices into ``df`` to return (default: all, in order).
+        dtype: of the result: float32 (default), or float16 to keep cached maps at their stored
+            precision (cast per batch at training time; the same values as float32).
     Returns:
-        float32 ``(n, d)`` (or ``(n, h, w, c)`` with ``cut``).
+        ``dtype`` ``(len(rows), d)`` (or ``(len(rows), h, w, c)`` with ``cut``).
     """
-    from tqdm import tqdm
-
     shas = [s or hashlib.sha256(Path(p).read_bytes()).hexdigest()
             for s, p in zip(df.get("sha256", pd.Series([""] * len(df))).tolist(), df["abs_path"])]
     npy, index_path = _cache_paths(name, spec, str(weights or "default"), cut)
     cached: dict[str, int] = json.loads(index_path.read_text()) if index_path.is_file() and npy.is_file() else {}
-    store = np.load(npy) if cached else None
     missing = [i for i, s in enumerate(shas) if s not in cached]
     t = time.time()
-    new = None
     if missing:
         model = backbone_model(name, spec, weights, cut)
-        parts = []
+        source = pixels(np.asarray(missing)) if callable(pixels) else None
+        new = None
         for s in tqdm(range(0, len(missing), batch_size), desc=f"{name} features", unit="batch"):
-            rows = missing[s:s + batch_size]
-            parts.append(np.asarray(model.predict_on_batch(pp.scale(pixels[rows], spec)),
-                                    np.float16 if cut else np.float32))
-        new = np.concatenate(parts)
-        base = 0 if store is None else len(store)
-        store = new if store is None else np.concatenate([store, new])
+            batch = source[s:s + batch_size] if source is not None else pixels[missing[s:s + batch_size]]
+            out = np.asarray(model.predict_on_batch(pp.scale(batch, spec)), np.float16 if cut else np.float32)
+            if new is None:
+                new = np.empty((len(missing), *out.shape[1:]), out.dtype)
+            new[s:s + len(out)] = out
+        del source
+        base = _append_npy(npy, new) if cached else 0
+        if not cached:
+            write_npy(npy, new)
         for k, i in enumerate(missing):
             cached[shas[i]] = base + k
-        write_npy(npy, store)
         tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
         tmp_index.write_text(json.dumps(cached))
         os.replace(tmp_index, index_path)
     if stats is not None:
         stats.update(hits=len(shas) - len(missing), misses=len(missing), seconds=time.time() - t)
-    return store[[cached[s] for s in shas]].astype(np.float32)
+    store = np.load(npy, mmap_mode="r")
+    wanted = range(len(shas)) if rows is None else rows
+    return np.asarray(store[[cached[shas[i]] for i in wanted]], dtype)
+
+
+def _append_npy(npy: Path, new: np.ndarray) -> int:
+    """Append ``new``'s rows to the cache ``npy`` (atomically: a new file beside it, copied in
+    chunks from the old one, then ``os.replace``) without reading the old file whole.
+    Returns the index of ``new``'s first row."""
+    if not npy.is_file():
+        write_npy(npy, new)
+        return 0
+    old = np.load(npy, mmap_mode="r")
+    tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=old.dtype, shape=(len(old) + len(new), *old.shape[1:]))
+    step = 1024
+    for s in range(0, len(old), step):
+        e = min(s + step, len(old))
+        out[s:e] = old[s:e]
+    out[len(old):] = new
+    out.flush()
+    base = len(old)
+    del out, old
+    os.replace(tmp, npy)
+    return base
 
 
 def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str | None = None,

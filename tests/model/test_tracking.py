@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from model.training import tracking
-from model.training.train import TrainConfig
+from model.training.config import TrainConfig
 from scrape.dataset import write_rows_atomic
 from scrape.schema import empty_row
 
