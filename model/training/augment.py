@@ -188,12 +188,15 @@ def make_views(paths: list[str], shas: list[str], crop_boxes: list[str], spec: p
         return np.load(cache)
     jobs = [(p, b, s, v, seed, spec, aug) for v in range(views) for p, s, b in zip(paths, shas, crop_boxes)]
     workers = workers or min(4, os.cpu_count() or 1)
+    out = np.empty((len(jobs), *spec.input_shape), np.uint8)  # filled view by view: held once
     if workers > 1:
         # spawn, not fork: the parent has TensorFlow's thread pools, which do not survive a fork
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out = np.stack(list(pool.map(_one, jobs, chunksize=32)))
+            for k, view in enumerate(pool.map(_one, jobs, chunksize=32)):
+                out[k] = view
     else:
-        out = np.stack([_one(j) for j in jobs])
+        for k, job in enumerate(jobs):
+            out[k] = _one(job)
     if cache is not None:
         write_npy(cache, out)
     return out

@@ -149,8 +149,8 @@ def logits_of(model, x_uint8: np.ndarray, spec: pp.PreprocessingSpec, batch_size
 
 
 #: Training photos whose augmented views are made (and go through the backbone) at a time: the
-#: uint8 views of one chunk are all that is held (2,048 photos x 2 views at 288 px: 1 GB).
-VIEW_CHUNK = 2048
+#: uint8 views of one chunk are all that is held (1,024 photos x 2 views at 288 px: 0.5 GB).
+VIEW_CHUNK = 1024
 
 
 def _view_features(cfg: TrainConfig, sub: pd.DataFrame, spec: pp.PreprocessingSpec, cut: str | None,

@@ -122,8 +122,9 @@ def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict
 
 
 def batches(x: np.ndarray, y: dict, w: dict, batch_size: int, shuffle: bool):
-    """A ``tf.data`` pipeline of ``(x, y, w)`` batches with float16 ``x`` cast to float32 batch by
-    batch, so the (large) feature maps are held once, at half the size.
+    """A ``tf.data`` pipeline of ``(x, y, w)`` batches with float16 ``x`` gathered from the NumPy
+    array and cast to float32 batch by batch, so the (large) feature maps are held once, at half
+    the size (Keras would hold a float32 copy and a TensorFlow copy of it).
 
     It is Keras' own pipeline for arrays (``ArrayDataAdapter.get_tf_dataset`` of Keras 3: a
     shuffled index permutation per epoch, cut into batches, gathered from the arrays), so a
@@ -152,13 +153,16 @@ def batches(x: np.ndarray, y: dict, w: dict, batch_size: int, shuffle: bool):
         return flat
 
     indices = tf.data.Dataset.range(1).map(permutation).prefetch(1).flat_map(slice_batch_indices)
-    inputs = (x, {k: np.asarray(v) for k, v in y.items()}, {k: np.asarray(v, np.float32) for k, v in w.items()})
-    data = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(inputs).repeat()))
+    targets = ({k: np.asarray(v) for k, v in y.items()}, {k: np.asarray(v, np.float32) for k, v in w.items()})
+    data = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(targets).repeat()))
+
+    def x_batch(i):  # gathered from the NumPy array itself: no TensorFlow copy of the whole array
+        return x[i].astype(np.float32)
 
     def grab(i, d):
-        xb = tf.cast(tf.gather(d[0], i, axis=0), tf.float32)
-        return xb, {k: tf.gather(v, i, axis=0) for k, v in d[1].items()}, \
-            {k: tf.gather(v, i, axis=0) for k, v in d[2].items()}
+        xb = tf.ensure_shape(tf.numpy_function(x_batch, [i], tf.float32), (None, *x.shape[1:]))
+        return xb, {k: tf.gather(v, i, axis=0) for k, v in d[0].items()}, \
+            {k: tf.gather(v, i, axis=0) for k, v in d[1].items()}
 
     data = data.map(grab, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()

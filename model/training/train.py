@@ -45,6 +45,11 @@ from .prepare import Prepared, aircraft_boxes, prepare, split_rows
 from .report import test_report, write_test_report
 
 
+#: Keys of the test report (:func:`model.evaluate.evaluate` on a loaded version) left out of the
+#: version's metrics.json, which never had them.
+TEST_ECE = ("stage1_test_ece_before", "stage1_test_ece_after")
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, calibrate, evaluate and export a cascade from ``cfg.data`` (one dataset or several),
     tracked as one MLflow run named after the version (:mod:`model.training.tracking`). The
@@ -120,8 +125,11 @@ def _train(cfg: TrainConfig, version: str) -> tuple[Path, dict, float]:
     cascade, labels, calibration, history, seconds, _ = fit_cascade(cfg, prep, sel, version)
     metrics = _training_metrics(cfg, df, sel, version, cascade, calibration, history, seconds)
     evaluated = time.time()
+    # as the loaded version will have it: the test ECE before/after temperature scaling (the report's)
+    cascade.info = {**(cascade.info or {}), "metrics": {"calibration": calibration}}
     sections = _evaluate_test(cfg, prep, sel, cascade, metrics["photo_type_counts_train"])
-    metrics.update(sections)
+    metrics.update({k: {kk: vv for kk, vv in v.items() if kk not in TEST_ECE} if k in ("test", "real") else v
+                    for k, v in sections.items()})
     reference = choose_reference(cascade, df.iloc[sel["test"]])
     if reference is not None:
         metrics["reference_image"] = reference[1]
