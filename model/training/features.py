@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -114,31 +115,47 @@ def compute(name: str, pixels, df: pd.DataFrame, spec: pp.PreprocessingSpec,
         os.replace(tmp_index, index_path)
     if stats is not None:
         stats.update(hits=len(shas) - len(missing), misses=len(missing), seconds=time.time() - t)
-    store = np.load(npy, mmap_mode="r")
-    wanted = range(len(shas)) if rows is None else rows
-    return np.asarray(store[[cached[shas[i]] for i in wanted]], dtype)
+    wanted = np.arange(len(shas)) if rows is None else np.asarray(rows)
+    return _read_rows(npy, [cached[shas[i]] for i in wanted]).astype(dtype, copy=False)
+
+
+def _header(f) -> tuple[tuple, np.dtype, int]:
+    """``(shape, dtype, data offset)`` of the open ``.npy`` file ``f`` (C order)."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    if fortran:
+        raise ValueError(f"{f.name}: Fortran-ordered cache")
+    return shape, dtype, f.tell()
+
+
+def _read_rows(npy: Path, index: list[int]) -> np.ndarray:
+    """Rows ``index`` of the cache ``npy``, read row by row from the file into one array (no
+    memory map: only the result is held)."""
+    with open(npy, "rb") as f:
+        shape, dtype, offset = _header(f)
+        out = np.empty((len(index), *shape[1:]), dtype)
+        row = out[0].nbytes if len(out) else 0
+        for k, r in enumerate(index):
+            f.seek(offset + r * row)
+            f.readinto(memoryview(out[k]).cast("B"))
+    return out
 
 
 def _append_npy(npy: Path, new: np.ndarray) -> int:
-    """Append ``new``'s rows to the cache ``npy`` (atomically: a new file beside it, copied in
-    chunks from the old one, then ``os.replace``) without reading the old file whole.
+    """Append ``new``'s rows to the cache ``npy`` (atomically: a new file beside it, the old rows
+    copied file to file, then ``os.replace``) without reading the old file into memory.
     Returns the index of ``new``'s first row."""
-    if not npy.is_file():
-        write_npy(npy, new)
-        return 0
-    old = np.load(npy, mmap_mode="r")
     tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=old.dtype, shape=(len(old) + len(new), *old.shape[1:]))
-    step = 1024
-    for s in range(0, len(old), step):
-        e = min(s + step, len(old))
-        out[s:e] = old[s:e]
-    out[len(old):] = new
-    out.flush()
-    base = len(old)
-    del out, old
+    with open(npy, "rb") as old, open(tmp, "wb") as out:
+        shape, dtype, _ = _header(old)
+        np.lib.format.write_array_header_2_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False,
+                                                   "shape": (shape[0] + len(new), *shape[1:])})
+        shutil.copyfileobj(old, out, 16 << 20)
+        np.ascontiguousarray(new, dtype).tofile(out)
     os.replace(tmp, npy)
-    return base
+    return shape[0]
 
 
 def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str | None = None,
