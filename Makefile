@@ -148,6 +148,9 @@ train-full: $(TRAIN_CSVS) | venv $(BACKBONE_DEPS)  ## fine-tune the whole backbo
 	time $(PY) -m model train --full --data $(TRAIN_DATA) --backbone $(BACKBONE) --image-size $(IMAGE_SIZE) \
 	  --epochs $(FULL_EPOCHS) --patience 5 --seed $(SEED) $(TRAIN_ARGS)
 
+# `python -m model train` writes the test split's report (reports/metrics.json + figures) itself, after the
+# version: while it is newer than the model, this step has nothing to do (the test split is evaluated once
+# per `make run`); `make evaluate` re-evaluates a model trained elsewhere or older than its report.
 $(REPORTS)/metrics.json: $(LATEST)/manifest.json
 	time $(PY) -m model evaluate --model-dir $(LATEST) --data $(TRAIN_DATA) --seed $(SEED)
 

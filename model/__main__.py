@@ -6,17 +6,34 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
+
+from . import backbones
+from . import data as mdata
+from . import evaluate as mev
+from . import io as mio
+from . import localize as loc
+from . import preprocessing as pp
+from .backbones import WeightsUnavailableError
+from .cascade import Cascade
+from .data import DatasetError
+from .io import ModelLoadError
+from .score import score_folder
+from .training import tracking
+from .training.config import TrainConfig
+from .training.recipe_r import train_r_original
+from .training.report import test_report, write_test_report
+from .training.sources import eval_sources
+from .training.train import train
 
 DEFAULT_MODEL_DIR = os.environ.get("PLANESPOTTER_MODEL_DIR", "models/latest")
 
 
 def _train(args) -> int:
-    from .training.train import TrainConfig, train
-
     if args.recipe == "r-original":
-        from .training.recipe_r import train_r_original
-
         print(train_r_original(args.data, args.models_dir, weights=args.weights,
                                epochs=args.epochs if args.epochs_set else 100,
                                steps_per_epoch=args.steps_per_epoch, seed=args.seed, verbose=args.verbose))
@@ -38,8 +55,6 @@ def _train(args) -> int:
                       one_source_stage1=args.one_source_stage1, view_styles=args.view_styles,
                       crop_rule=json.loads(args.crop_rule) if args.crop_rule else None)
     if args.leave_one_source_out:
-        from .training.sources import eval_sources
-
         entry = eval_sources(cfg, origins=args.origins, out=args.sources_out, label=args.label)
         print(json.dumps({"label": entry["label"], "mean": entry["mean"],
                           "folds": {o: {k: f[k] for k in ("n", "manufacturer_balanced", "family", "type_top1")}
@@ -51,16 +66,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import time
-
-    import numpy as np
-
-    from . import data as mdata
-    from . import preprocessing as pp
-    from . import evaluate as mev
-    from . import io as mio
-    from .cascade import Cascade
-
     started = time.time()
     cascade = Cascade.load(args.model_dir, threshold=args.threshold)
     df = mdata.assign_splits(mdata.read_metadata(args.data), seed=args.seed)
@@ -69,8 +74,6 @@ def _evaluate(args) -> int:
         raise SystemExit(f"error: no {args.split!r} rows with known manufacturers in {args.data}")
     aircraft, boxes, aboxes = None, df["crop_box"].tolist(), None
     if cascade.localizer is not None:
-        from . import localize as loc
-
         aircraft, cams = loc.dataset_locate(df, cascade.localizer_size, localizer=cascade.localizer,
                                             spec=cascade.spec)
         boxes = loc.dataset_boxes(df, cams, cascade.crop_rule)
@@ -79,38 +82,25 @@ def _evaluate(args) -> int:
                                crop_boxes=boxes,
                                draft_boxes=df["crop_box"].tolist() if cascade.crop_rule is not None else None)
     reports = Path(args.reports_dir)
-    train_counts = (cascade.info or {}).get("metrics", {}).get("photo_type_counts_train")
-    ab = df["manufacturer"].isin(["Airbus", "Boeing"]).to_numpy()
-    idx = np.flatnonzero(ab)
+    version_metrics = (cascade.info or {}).get("metrics", {})
+    idx = np.flatnonzero(df["manufacturer"].isin(["Airbus", "Boeing"]).to_numpy())
     sections = mev.evaluate_domains(cascade, df.iloc[idx].reset_index(drop=True), pixels[idx],
-                                    figures_dir=reports / "figures", train_type_counts=train_counts,
+                                    figures_dir=reports / "figures",
+                                    train_type_counts=version_metrics.get("photo_type_counts_train"),
                                     boxes=None if aboxes is None else [aboxes[i] for i in idx],
                                     aircraft=None if aircraft is None else aircraft[idx])
-    # the renders' figures stay at the top level (as before real photos), the photos' under "real"
-    metrics = {**sections.get("test", {}), **({"real": sections["real"]} if "real" in sections else {})}
+    oos = None
     if cascade.localizer is not None:
-        metrics["out_of_scope"] = mev.out_of_scope(cascade, df, pixels, aircraft, aboxes,
-                                                   figures_dir=reports / "figures")
-    metrics["split"] = args.split
-    metrics["data"] = [str(d) for d in args.data]
-    metrics["calibration"] = {k: {kk: v[kk] for kk in ("temperature", "val_ece_before", "val_ece_after")}
-                              for k, v in (cascade.info or {}).get("metrics", {}).get("calibration", {}).items()}
-    reports.mkdir(parents=True, exist_ok=True)
-    mio.write_json(reports / "metrics.json", metrics)
-    from .training import tracking
-
-    run = tracking.find(tracking.TRAIN_EXPERIMENT, cascade.version, since=started)
-    if run is not None:  # the version's training run gets the evaluation's report and figures
-        run.log_artifact(reports / "metrics.json", f"evaluate-{args.split}")
-        run.log_new_figures(reports / "figures", f"evaluate-{args.split}/figures")
+        oos = mev.out_of_scope(cascade, df, pixels, aircraft, aboxes, figures_dir=reports / "figures")
+    metrics = test_report(sections, oos, args.split, args.data, version_metrics.get("calibration", {}))
+    # the version's training run (when the store has it) gets the evaluation's report and figures
+    write_test_report(reports, metrics, tracking.find(tracking.TRAIN_EXPERIMENT, cascade.version, since=started),
+                      since=started)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
     return 0
 
 
 def _score(args) -> int:
-    from .cascade import Cascade
-    from .score import score_folder
-
     cascade = Cascade.load(args.model_dir, threshold=args.threshold)
     summary = score_folder(cascade, args.images, args.out, batch_size=args.batch_size,
                            num_shards=args.num_shards, shard_index=args.shard_index,
@@ -120,16 +110,12 @@ def _score(args) -> int:
 
 
 def _info(args) -> int:
-    from . import io as mio
-
     info = mio.read_version_info(args.model_dir)
     print(json.dumps({k: info[k] for k in ("version", "created", "path", "labels", "preprocessing")}, indent=2))
     return 0
 
 
 def _runs(args) -> int:
-    from .training import tracking
-
     if args.update_readme:
         for path in args.update_readme:
             changed = tracking.update_readme(path)
@@ -145,8 +131,6 @@ def _runs(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import backbones
-
     p = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -266,10 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .backbones import WeightsUnavailableError
-    from .data import DatasetError
-    from .io import ModelLoadError
-
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.epochs_set = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)

@@ -108,7 +108,7 @@ class Cascade:
         info = mio.read_version_info(path)
         spec = pp.PreprocessingSpec.from_dict(info["preprocessing"])
         expected = info["preprocessing"].get("reference_sha256")
-        if expected and expected != pp.reference_checksum(spec):
+        if expected and expected != mio.reference_checksum(path, spec):
             raise mio.ModelLoadError(
                 f"{path}: this installation preprocesses differently from training "
                 "(reference checksum mismatch; check the Pillow version)")

@@ -216,7 +216,10 @@ def load_pixels(paths: list[str], spec: pp.PreprocessingSpec, shas: list[str] | 
         ds = ds.map(lambda p, b: tf.ensure_shape(tf.numpy_function(decode, [p, b], tf.uint8), spec.input_shape),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        out = np.concatenate([b.numpy() for b in ds], axis=0)
+        out, at = np.empty((len(paths), *spec.input_shape), np.uint8), 0
+        for b in ds:  # filled batch by batch: the pixels are held once, not as batches plus their concatenation
+            out[at:at + len(b)] = b.numpy()
+            at += len(b)
     if cache is not None:
         write_npy(cache, out)
     return out

@@ -91,7 +91,8 @@ def write_json(path: Path, obj) -> None:
 
 def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: dict,
                  spec: pp.PreprocessingSpec, metrics: dict, model_card: str,
-                 version: str | None = None, update_latest: bool = True, localizer=None) -> Path:
+                 version: str | None = None, update_latest: bool = True, localizer=None,
+                 reference: bytes | None = None) -> Path:
     """Export a complete model version atomically.
 
     Args:
@@ -100,6 +101,9 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         labels: ``{"manufacturer": [...], "types": {m: [...]}}`` (index order = output order).
         localizer: optional Keras model (:func:`model.localize.build_localizer`), saved as
             ``localizer.keras``: the aircraft gate and crop of :class:`model.cascade.Cascade`.
+        reference: the encoded reference image (PNG bytes; e.g. a test render the version
+            recognises, chosen at training), stored as ``reference.png`` with its tensor checksum
+            as ``reference_sha256``; default: the synthetic :func:`model.preprocessing.reference_png`.
     Returns:
         Path of the new version folder.
     """
@@ -118,10 +122,11 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         if localizer is not None:
             localizer.save(tmp / LOCALIZER_FILE)
         write_json(tmp / LABELS, labels)
-        write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.reference_checksum(spec)})
+        reference = pp.reference_png() if reference is None else bytes(reference)
+        write_json(tmp / PREPROCESSING, {**spec.to_dict(), "reference_sha256": pp.tensor_checksum(reference, spec)})
         write_json(tmp / METRICS, metrics)
         (tmp / MODEL_CARD).write_text(model_card)
-        (tmp / REFERENCE_IMAGE).write_bytes(pp.reference_png())
+        (tmp / REFERENCE_IMAGE).write_bytes(reference)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         write_json(tmp / MANIFEST, {
             "version": version,
@@ -214,6 +219,25 @@ def reference_image_bytes(path: str | os.PathLike) -> bytes:
             where = stored if stored.is_file() else "the regenerated reference image"
             raise ModelLoadError(f"{where} does not match reference_sha256 in {path / PREPROCESSING}")
     return data
+
+
+def reference_checksum(path: str | os.PathLike, spec: pp.PreprocessingSpec) -> str:
+    """The tensor checksum (:func:`model.preprocessing.tensor_checksum`) of a version folder's
+    stored reference image under ``spec`` on this installation: its ``reference.png``, or the
+    synthetic :func:`model.preprocessing.reference_png` for a version exported before that file
+    existed. Equal to ``preprocessing.json``'s ``reference_sha256`` when this installation
+    preprocesses as training did.
+
+    Raises:
+        ModelLoadError: ``reference.png`` cannot be decoded.
+    """
+    stored = Path(path) / REFERENCE_IMAGE
+    if not stored.is_file():
+        return pp.reference_checksum(spec)
+    try:
+        return pp.tensor_checksum(stored.read_bytes(), spec)
+    except pp.ImageDecodeError as e:
+        raise ModelLoadError(f"{stored}: {e}") from None
 
 
 def read_version_info(path: str | os.PathLike) -> dict:

@@ -288,3 +288,34 @@ def dataset_boxes(df, cams: np.ndarray, rule: CropRule | None) -> list[str]:
         fw, fh = (outer[2] - outer[0], outer[3] - outer[1]) if outer is not None else image_size(path)
         out.append(box_text(compose(outer, box_from_cam(cam, fw, fh, rule))))
     return out
+
+
+#: Share of validation aircraft photos the gate may call "not an aircraft" at most.
+GATE_MAX_REJECT = 0.005
+
+
+def choose_aircraft_threshold(localizer, aircraft: np.ndarray, size: int = 224,
+                              n_negatives: int = 64) -> tuple[float, dict]:
+    """The "not an aircraft" threshold on the localizer's aircraft probability, chosen at training
+    on validation images: the aircraft probability of the validation aircraft photos (any maker;
+    the caller passes every validation row's when there are no photos) and generated negatives
+    (:func:`model.negatives.generated`, seed 1; the test negatives use other seeds and
+    scikit-image's photos). The threshold is the geometric mean of the highest negative score and
+    the :data:`GATE_MAX_REJECT` quantile of the aircraft scores (the latter alone when they overlap).
+
+    Args:
+        localizer: the Keras localizer (:func:`build_localizer`) of input side ``size`` pixels.
+        aircraft: float ``(n,)`` aircraft probabilities of the validation aircraft images, n >= 1.
+    Returns:
+        ``(threshold, report)``; report: counts, the two anchors, validation rejection rates.
+    """
+    from . import negatives  # deferred: the serving side never chooses a threshold
+
+    neg_imgs = [im for _, im in negatives.generated(n_negatives, seed=1)]
+    neg, _ = run(localizer, np.stack([localizer_input(im, size) for im in neg_imgs]))
+    q = float(np.quantile(aircraft, GATE_MAX_REJECT))
+    top_neg = float(neg.max())
+    t = float(np.sqrt(q * top_neg)) if top_neg < q else q
+    return t, {"n_aircraft": int(len(aircraft)), "n_negatives": int(len(neg)), "aircraft_quantile": q,
+               "max_negative": top_neg, "aircraft_rejected": float(np.mean(aircraft < t)),
+               "negatives_accepted": float(np.mean(neg >= t))}

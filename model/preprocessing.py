@@ -177,7 +177,7 @@ class PreprocessingSpec:
 R_ORIGINAL_SPEC = PreprocessingSpec(height=150, width=150, resize="nearest")
 
 
-#: ``jpeg_draft`` of new trainings (``model.training.train.TrainConfig.spec``): the decoded JPEG keeps at
+#: ``jpeg_draft`` of new trainings (``model.training.config.TrainConfig.spec``): the decoded JPEG keeps at
 #: least twice the model input on each side, so the resize still averages 2x2 or more source
 #: pixels per output pixel (accuracy before/after: README, "Real-size uploads").
 DEFAULT_JPEG_DRAFT = 2

@@ -50,9 +50,9 @@ ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) 
   metrics <- read_json("metrics.json")
   spec <- ps_read_spec(model_dir)
   py_spec <- ps_py_spec(spec)
-  pp <- reticulate::import("model.preprocessing", convert = FALSE)
   expected <- preprocessing$reference_sha256
-  if (!is.null(expected) && expected != reticulate::py_to_r(pp$reference_checksum(py_spec))) {
+  # the checksum of the version's own reference image (reference.png, or the synthetic one of older versions)
+  if (!is.null(expected) && expected != reticulate::py_to_r(mio$reference_checksum(model_dir, py_spec))) {
     stop(model_dir, ": this installation preprocesses differently from training ",
          "(reference checksum mismatch; check the Pillow version)")
   }

@@ -1,7 +1,7 @@
 """The compact CNN: a small network trained whole, from scratch (``--backbone compact``).
 
 It has no pretrained weights, so it is not a registry entry (:mod:`model.backbones` lists the
-pretrained feature extractors); training builds it per stage (:mod:`model.training.train`). It
+pretrained feature extractors); training builds it per stage (:mod:`model.training.fit`). It
 takes float32 images preprocessed by :mod:`model.preprocessing` (RGB in [0, 1], ``(H, W, 3)``)
 and outputs **logits**; calibration (:mod:`model.training.calibration`) appends a temperature
 and the softmax before export.

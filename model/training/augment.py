@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from .. import preprocessing as pp
 from ..io import write_npy
@@ -88,8 +90,6 @@ def _night(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _watermark(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    from PIL import ImageDraw
-
     out = img.convert("RGBA")
     layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
@@ -188,15 +188,15 @@ def make_views(paths: list[str], shas: list[str], crop_boxes: list[str], spec: p
         return np.load(cache)
     jobs = [(p, b, s, v, seed, spec, aug) for v in range(views) for p, s, b in zip(paths, shas, crop_boxes)]
     workers = workers or min(4, os.cpu_count() or 1)
+    out = np.empty((len(jobs), *spec.input_shape), np.uint8)  # filled view by view: held once
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         # spawn, not fork: the parent has TensorFlow's thread pools, which do not survive a fork
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out = np.stack(list(pool.map(_one, jobs, chunksize=32)))
+            for k, view in enumerate(pool.map(_one, jobs, chunksize=32)):
+                out[k] = view
     else:
-        out = np.stack([_one(j) for j in jobs])
+        for k, job in enumerate(jobs):
+            out[k] = _one(job)
     if cache is not None:
         write_npy(cache, out)
     return out
@@ -217,8 +217,8 @@ def augmentation(extra: bool = True, grayscale: bool = False, seed: int | None =
     Input and output: float32 ``(batch, H, W, 3)`` in [0, 1]; JPEG re-compression is applied
     separately on uint8 pixels (:func:`jpeg_recompress`).
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: TensorFlow start-up
+    from keras import layers  # deferred: TensorFlow start-up
 
     aug = [
         layers.RandomFlip("horizontal", seed=seed),
@@ -245,7 +245,7 @@ def jpeg_recompress(images_uint8, min_quality: int = 40, max_quality: int = 95, 
     Returns a uint8 tensor of the same shape. Quality is drawn per image from
     ``[min_quality, max_quality]``.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow start-up
 
     def one(img):
         return tf.image.random_jpeg_quality(img, min_quality, max_quality, seed=seed)

@@ -59,7 +59,7 @@ def calibration_report(z_va: np.ndarray, y_va: np.ndarray) -> dict:
 
 def calibrated(model, temperature: float, name: str):
     """``model`` (→ logits) followed by ``Rescaling(1/T)`` and ``Softmax``: calibrated probabilities."""
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     z = model(inputs)

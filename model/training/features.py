@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .. import backbones
 from .. import preprocessing as pp
@@ -51,7 +53,7 @@ def backbone_model(name: str, spec: pp.PreprocessingSpec, weights: str | None = 
     Raises:
         ValueError: unknown backbone or cut; WeightsUnavailableError: weights missing offline.
     """
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     bb = backbones.get(name)
     base = bb.build(spec.input_shape, weights) if cut is None else bb.build_lower(spec.input_shape, cut, weights)
@@ -65,47 +67,95 @@ def _cache_paths(name: str, spec: pp.PreprocessingSpec, weights_id: str, cut: st
     return CACHE_DIR / f"{name}-{key}.npy", CACHE_DIR / f"{name}-{key}.index.json"
 
 
-def compute(name: str, pixels: np.ndarray, df: pd.DataFrame, spec: pp.PreprocessingSpec,
+def compute(name: str, pixels, df: pd.DataFrame, spec: pp.PreprocessingSpec,
             weights: str | None = None, batch_size: int = 64, stats: dict | None = None,
-            cut: str | None = None) -> np.ndarray:
-    """Features of every row, from the cache where present.
+            cut: str | None = None, rows: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
+    """Features of every row (or of ``rows``), from the cache where present.
+
+    Rows missing from the cache go through the backbone (all of ``df``'s missing rows, whatever
+    ``rows`` asks for, so the cache and the batches are the same either way) and are appended to
+    the cache. The cache file is memory-mapped: only the rows asked for are read.
 
     Args:
-        pixels: uint8 ``(n, H, W, 3)``; df: the rows (column ``sha256``; computed when empty).
+        pixels: uint8 ``(n, H, W, 3)``, or a callable ``pixels(indices) -> uint8 (k, H, W, 3)``
+            called once, only when some rows are missing (e.g. augmented views made on demand);
+        df: the rows (column ``sha256``; computed when empty).
         stats: if given, receives ``{"hits": int, "misses": int, "seconds": float}``.
         cut: cache the feature map of this layer instead of the pooled output (float16 on disk).
+        rows: int indices into ``df`` to return (default: all, in order).
+        dtype: of the result: float32 (default), or float16 to keep cached maps at their stored
+            precision (cast per batch at training time; the same values as float32).
     Returns:
-        float32 ``(n, d)`` (or ``(n, h, w, c)`` with ``cut``).
+        ``dtype`` ``(len(rows), d)`` (or ``(len(rows), h, w, c)`` with ``cut``).
     """
-    from tqdm import tqdm
-
     shas = [s or hashlib.sha256(Path(p).read_bytes()).hexdigest()
             for s, p in zip(df.get("sha256", pd.Series([""] * len(df))).tolist(), df["abs_path"])]
     npy, index_path = _cache_paths(name, spec, str(weights or "default"), cut)
     cached: dict[str, int] = json.loads(index_path.read_text()) if index_path.is_file() and npy.is_file() else {}
-    store = np.load(npy) if cached else None
     missing = [i for i, s in enumerate(shas) if s not in cached]
     t = time.time()
-    new = None
     if missing:
         model = backbone_model(name, spec, weights, cut)
-        parts = []
+        source = pixels(np.asarray(missing)) if callable(pixels) else None
+        new = None
         for s in tqdm(range(0, len(missing), batch_size), desc=f"{name} features", unit="batch"):
-            rows = missing[s:s + batch_size]
-            parts.append(np.asarray(model.predict_on_batch(pp.scale(pixels[rows], spec)),
-                                    np.float16 if cut else np.float32))
-        new = np.concatenate(parts)
-        base = 0 if store is None else len(store)
-        store = new if store is None else np.concatenate([store, new])
+            batch = source[s:s + batch_size] if source is not None else pixels[missing[s:s + batch_size]]
+            out = np.asarray(model.predict_on_batch(pp.scale(batch, spec)), np.float16 if cut else np.float32)
+            if new is None:
+                new = np.empty((len(missing), *out.shape[1:]), out.dtype)
+            new[s:s + len(out)] = out
+        del source
+        base = _append_npy(npy, new) if cached else 0
+        if not cached:
+            write_npy(npy, new)
         for k, i in enumerate(missing):
             cached[shas[i]] = base + k
-        write_npy(npy, store)
         tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
         tmp_index.write_text(json.dumps(cached))
         os.replace(tmp_index, index_path)
     if stats is not None:
         stats.update(hits=len(shas) - len(missing), misses=len(missing), seconds=time.time() - t)
-    return store[[cached[s] for s in shas]].astype(np.float32)
+    wanted = np.arange(len(shas)) if rows is None else np.asarray(rows)
+    return _read_rows(npy, [cached[shas[i]] for i in wanted]).astype(dtype, copy=False)
+
+
+def _header(f) -> tuple[tuple, np.dtype, int]:
+    """``(shape, dtype, data offset)`` of the open ``.npy`` file ``f`` (C order)."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    if fortran:
+        raise ValueError(f"{f.name}: Fortran-ordered cache")
+    return shape, dtype, f.tell()
+
+
+def _read_rows(npy: Path, index: list[int]) -> np.ndarray:
+    """Rows ``index`` of the cache ``npy``, read row by row from the file into one array (no
+    memory map: only the result is held)."""
+    with open(npy, "rb") as f:
+        shape, dtype, offset = _header(f)
+        out = np.empty((len(index), *shape[1:]), dtype)
+        row = out[0].nbytes if len(out) else 0
+        for k, r in enumerate(index):
+            f.seek(offset + r * row)
+            f.readinto(memoryview(out[k]).cast("B"))
+    return out
+
+
+def _append_npy(npy: Path, new: np.ndarray) -> int:
+    """Append ``new``'s rows to the cache ``npy`` (atomically: a new file beside it, the old rows
+    copied file to file, then ``os.replace``) without reading the old file into memory.
+    Returns the index of ``new``'s first row."""
+    tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
+    with open(npy, "rb") as old, open(tmp, "wb") as out:
+        shape, dtype, _ = _header(old)
+        np.lib.format.write_array_header_2_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False,
+                                                   "shape": (shape[0] + len(new), *shape[1:])})
+        shutil.copyfileobj(old, out, 16 << 20)
+        np.ascontiguousarray(new, dtype).tofile(out)
+    os.replace(tmp, npy)
+    return shape[0]
 
 
 def pooled_from_cut(maps: np.ndarray, spec: pp.PreprocessingSpec, weights: str | None = None,

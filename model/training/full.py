@@ -12,8 +12,11 @@ it runs on any Keras backend: TensorFlow on the CPU here, PyTorch on a GPU machi
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import backbones
 from .. import preprocessing as pp
@@ -34,8 +37,7 @@ class AugmentedBatches:
             train: shuffle each epoch and draw a random :func:`model.training.augment.random_view` of every
                 image; else the plain pixels in order.
         """
-        import keras
-        from PIL import Image
+        import keras  # deferred: TensorFlow start-up
 
         class _Batches(keras.utils.PyDataset):
             def __init__(self):
@@ -68,8 +70,8 @@ def build(backbone: str, spec: pp.PreprocessingSpec, weights: str | None, n_manu
           dropout: float = 0.3):
     """The whole backbone + the two heads of :func:`model.training.joint.build`: images → logits dict.
     BatchNormalization layers are frozen (inference statistics), the rest trainable."""
-    import keras
-    from keras import layers
+    import keras  # deferred: TensorFlow start-up
+    from keras import layers  # deferred: TensorFlow start-up
 
     base = backbones.get(backbone).build(spec.input_shape, weights)
     joint.set_trainable(base, True)
@@ -85,7 +87,7 @@ def fit(model, base, train_batches, val_batches, epochs: int, lr: float = 1e-4, 
     """Phase 1: heads only (``head_epochs`` at 1e-3); phase 2: everything at ``lr`` with cosine
     decay over ``epochs``, early stopping on the validation loss, best weights restored.
     ``epochs`` 0 trains nothing (export of ``--init-weights``). Returns the history."""
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     history: dict = {}
     if epochs <= 0:
@@ -113,9 +115,6 @@ def fit(model, base, train_batches, val_batches, epochs: int, lr: float = 1e-4, 
 def save_weights(model, path) -> None:
     """The trained model's weights as float16 arrays in one ``.npz`` (half the size of float32,
     so a Lite0/Lite2 model comes back from a GPU machine under 16 MB); written atomically."""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")

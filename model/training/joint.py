@@ -30,7 +30,7 @@ def partial_label_loss(mask, logits):
     Returns:
         float ``(n,)``, >= 0; 0 when all the probability is on allowed leaves.
     """
-    from keras import ops
+    from keras import ops  # deferred: TensorFlow start-up
 
     logits = ops.cast(logits, "float32")
     allowed = ops.where(ops.cast(mask, "float32") > 0, logits, ops.full_like(logits, -1e9))
@@ -40,7 +40,7 @@ def partial_label_loss(mask, logits):
 def set_trainable(layer, flag: bool) -> None:
     """Set ``layer.trainable`` (a backbone part or a dense layer) and keep every
     BatchNormalization inside it frozen, so fine-tuning never updates the ImageNet statistics."""
-    from keras import layers
+    from keras import layers  # deferred: TensorFlow start-up
 
     layer.trainable = flag
     for sub in getattr(layer, "layers", []):
@@ -61,8 +61,8 @@ def build(trunk_input_shape: tuple, n_manufacturers: int, n_leaves: int, upper=N
         ``(model, trunk)``: ``trunk`` is the layer whose ``trainable`` :func:`fit` toggles
         (``upper``, or the dense layer).
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: TensorFlow start-up
+    from keras import layers  # deferred: TensorFlow start-up
 
     inputs = keras.Input(shape=trunk_input_shape, name="features")
     if upper is not None:
@@ -93,7 +93,7 @@ def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict
     Returns:
         The training history ``{metric: [per epoch]}`` of both phases, concatenated.
     """
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     def compile_(learning_rate):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -109,11 +109,72 @@ def fit(model, trunk, x_tr, y_tr: dict, w_tr: dict, x_va, y_va: dict, w_va: dict
         compile_(learning_rate)
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                    restore_best_weights=True)] if stop else []
-        hist = model.fit(x_tr, y_tr, sample_weight=w_tr, validation_data=(x_va, y_va, w_va), epochs=n_epochs,
-                         batch_size=batch_size, verbose=verbose, callbacks=callbacks, shuffle=True)
+        if np.asarray(x_tr[:0]).dtype == np.float16:  # cached maps kept at float16: cast batch by batch
+            hist = model.fit(batches(x_tr, y_tr, w_tr, batch_size, shuffle=True),
+                             validation_data=batches(x_va, y_va, w_va, batch_size, shuffle=False),
+                             epochs=n_epochs, verbose=verbose, callbacks=callbacks)
+        else:
+            hist = model.fit(x_tr, y_tr, sample_weight=w_tr, validation_data=(x_va, y_va, w_va), epochs=n_epochs,
+                             batch_size=batch_size, verbose=verbose, callbacks=callbacks, shuffle=True)
         for k, vals in hist.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
     return history
+
+
+def batches(x: np.ndarray, y: dict, w: dict, batch_size: int, shuffle: bool):
+    """A ``tf.data`` pipeline of ``(x, y, w)`` batches with float16 ``x`` gathered from the NumPy
+    array and cast to float32 batch by batch, so the (large) feature maps are held once, at half
+    the size (Keras would hold a float32 copy and a TensorFlow copy of it).
+
+    It is Keras' own pipeline for arrays (``ArrayDataAdapter.get_tf_dataset`` of Keras 3: a
+    shuffled index permutation per epoch, cut into batches, gathered from the arrays), so a
+    training sees the same batches in the same order as ``model.fit(x, y, sample_weight=w,
+    shuffle=shuffle)`` on float32 arrays.
+
+    Args:
+        x: float16 or float32 ``(n, ...)``; y, w: dicts of ``(n, ...)`` arrays (targets, weights).
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 x, y, w)`` batches.
+    """
+    import tensorflow as tf  # deferred: TensorFlow start-up
+
+    n = len(x)
+    n_full, partial = n // batch_size, n % batch_size
+
+    def permutation(_):
+        indices = tf.range(n, dtype=tf.int64)
+        return tf.random.shuffle(indices) if shuffle else indices
+
+    def slice_batch_indices(indices):
+        k = n_full * batch_size
+        flat = tf.data.Dataset.from_tensor_slices(tf.reshape(tf.slice(indices, [0], [k]), [n_full, batch_size]))
+        if partial:
+            flat = flat.concatenate(tf.data.Dataset.from_tensors(tf.slice(indices, [k], [partial])))
+        return flat
+
+    indices = tf.data.Dataset.range(1).map(permutation).prefetch(1).flat_map(slice_batch_indices)
+    targets = ({k: np.asarray(v) for k, v in y.items()}, {k: np.asarray(v, np.float32) for k, v in w.items()})
+    data = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(targets).repeat()))
+
+    def x_batch(i):  # gathered from the NumPy array itself: no TensorFlow copy of the whole array
+        return x[i].astype(np.float32)
+
+    def grab(i, d):
+        xb = tf.ensure_shape(tf.numpy_function(x_batch, [i], tf.float32), (None, *x.shape[1:]))
+        return xb, {k: tf.gather(v, i, axis=0) for k, v in d[0].items()}, \
+            {k: tf.gather(v, i, axis=0) for k, v in d[1].items()}
+
+    data = data.map(grab, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    if shuffle:
+        options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    data = data.with_options(options)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # the number of batches known, as for arrays: Keras then starts each epoch's iterator when it does for arrays
+    data = data.apply(tf.data.experimental.assert_cardinality(n_full + (1 if partial else 0)))
+    return data.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def logits(model, x, batch_size: int = 128) -> dict[str, np.ndarray]:
@@ -138,8 +199,8 @@ def export(model, backbone: str, spec: pp.PreprocessingSpec, weights: str | None
         leaves, in ``leaf_columns`` order). Built from standard Keras layers only, so
         ``keras.models.load_model`` reads them without this package (R through reticulate).
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: TensorFlow start-up
+    from keras import layers  # deferred: TensorFlow start-up
 
     frozen = None  # the backbone part in front of the cached features, shared by every image model
     if inputs != "images":

@@ -20,7 +20,7 @@ from .. import data as mdata
 from .. import io as mio
 from .. import preprocessing as pp
 from ..backbones.vgg16 import build_r_original
-from . import augment
+from . import augment, tracking
 
 CLASSES = ("Airbus", "Boeing")  # R's flow_images_from_directory sorts class folders
 
@@ -32,7 +32,7 @@ R_ORIGINAL_BATCH_SIZE = 20
 
 def compile_r_original(model):
     """The R original's compile step: RMSprop(lr = 1e-5), binary cross-entropy, accuracy."""
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-5),
                   loss="binary_crossentropy", metrics=["accuracy"])
@@ -46,7 +46,7 @@ def r_original_augmentation(seed: int | None = None):
 
 def two_class_wrapper(model):
     """``p`` (sigmoid, P(Boeing)) → ``[1 - p, p]`` so the cascade's stage-1 contract holds."""
-    import keras
+    import keras  # deferred: TensorFlow start-up
 
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     p = model(inputs)
@@ -63,8 +63,6 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
     ``validation_steps`` follows R (50 batches, capped by the validation split's size). Tracked as
     one MLflow run of experiment ``train`` named after the version (:mod:`model.training.tracking`).
     """
-    from . import tracking
-
     version = mio.new_version()
     params = {"recipe": "r-original", "data": data, "weights": weights, "epochs": epochs,
               "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "seed": seed,
@@ -81,8 +79,8 @@ def train_r_original(data: str, models_dir: str = "models", weights: str | None 
 def _train_r_original(data: str, models_dir: str, weights: str | None, epochs: int, steps_per_epoch: int,
                       batch_size: int, seed: int, verbose: int, version: str) -> Path:
     """:func:`train_r_original`'s work, without the tracking: the exported version folder."""
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: TensorFlow start-up
+    import tensorflow as tf  # deferred: TensorFlow start-up
 
     spec = pp.R_ORIGINAL_SPEC
     df = mdata.assign_splits(mdata.read_metadata(data), seed=seed)

@@ -7,7 +7,7 @@ FGVC itself) are one origin, since they share photographers, years and style. Fo
 cascade is trained on every other row (renders and composites always stay in training; the held-out
 origin's photos leave every split), validated on the remaining validation photos, and scored on all
 of the held-out origin's photos. The pixel, localizer and feature caches are shared by the folds
-(:func:`model.training.train.prepare` runs once), so a fold repeats only the training that depends on its
+(:func:`model.training.prepare.prepare` runs once), so a fold repeats only the training that depends on its
 rows.
 
 Per held-out origin: balanced manufacturer accuracy over Airbus/Boeing (an origin with one
@@ -26,6 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .. import evaluate as mev
+from .. import io as mio
+from . import tracking
+from .config import TrainConfig, log
+from .fit import fit_cascade
+from .prepare import Prepared, aircraft_boxes, prepare
 
 #: Photos a manufacturer needs in a held-out origin to count in its balanced accuracy.
 MIN_MANUFACTURER_PHOTOS = 20
@@ -83,7 +90,7 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
     """Run the leave-one-origin-out folds for one training configuration.
 
     Args:
-        cfg: :class:`model.training.train.TrainConfig` (its data must hold photos from >= 2 origins).
+        cfg: :class:`model.training.config.TrainConfig` (its data must hold photos from >= 2 origins).
         origins: the origins to hold out (default: every photo origin).
         out: JSON report; a run with the same ``label`` replaces its entry, others are kept, so
             several configurations accumulate in one file (and ``reports/sources.md``).
@@ -98,9 +105,6 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
     Raises:
         ValueError: fewer than two photo origins.
     """
-    from . import tracking
-    from .train import TrainConfig
-
     defaults = TrainConfig()
     cfg_dict = {k: v for k, v in cfg.__dict__.items() if k != "extra"}
     label = label or (" ".join(f"{k}={v}" for k, v in cfg_dict.items()
@@ -120,10 +124,6 @@ def eval_sources(cfg, origins: list[str] | None = None, out: str | Path = "repor
 
 def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_test: int) -> dict:
     """:func:`eval_sources`'s work, without the tracking: the report entry (also written to ``out``)."""
-    from .. import evaluate as mev
-    from .. import io as mio
-    from .train import Prepared, _log, aircraft_boxes, fit_cascade, prepare
-
     t0 = time.time()
     prep: Prepared = prepare(cfg)
     df = prep.df
@@ -151,7 +151,7 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
         folds[o] = _figures(m, {k: int(v) for k, v in n_by.items()})
         folds[o]["n_held_out"] = int(n_held)
         seconds[o] = round(time.time() - t, 1)
-        _log(f"held out {o}: {json.dumps({k: folds[o][k] for k in ('n', 'manufacturer_balanced', 'family', 'type_top1')})}"
+        log(f"held out {o}: {json.dumps({k: folds[o][k] for k in ('n', 'manufacturer_balanced', 'family', 'type_top1')})}"
              f" ({seconds[o]}s)")
     mean = {k: (float(np.mean([f[k] for f in folds.values() if f[k] is not None]))
                 if any(f[k] is not None for f in folds.values()) else None)
@@ -163,7 +163,7 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
     report["runs"] = [r for r in report.get("runs", []) if r.get("label") != label] + [entry]
     mio.write_json(out, report)
     mio.write_text(out.with_suffix(".md"), markdown_table(report))
-    _log(f"mean over held-out origins: {json.dumps(mean)}; {out}")
+    log(f"mean over held-out origins: {json.dumps(mean)}; {out}")
     return entry
 
 

@@ -4,7 +4,7 @@
 (experiment ``eval-sources``, run name = the configuration's label) each open one MLflow run and
 log:
 
-- parameters: every :class:`~model.training.train.TrainConfig` field (lists and dicts as JSON),
+- parameters: every :class:`~model.training.config.TrainConfig` field (lists and dicts as JSON),
   each dataset's fingerprint (``dataset.<folder>``: the first 16 hex digits of the sha256 of its
   ``metadata.csv``, which lists every image's sha256, and ``dataset.<folder>.rows``), and the git
   commit of the code (``git_commit``; ``git_dirty`` says whether tracked code differed from it);
@@ -40,7 +40,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
+
 from dataset.schema import METADATA_FILE
+
+from ..io import METRICS, MODEL_CARD, write_text
 
 #: Local store folder (relative to the working directory) when ``MLFLOW_TRACKING_URI`` is unset.
 STORE_DIR = Path("mlruns")
@@ -210,7 +214,7 @@ class Run:
 
     def _log(self, points: list[tuple[str, float, int]]) -> None:
         """``(key, value, step)`` points, in batches of 1,000 (MLflow's limit per call)."""
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # deferred: mlflow start-up
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v, step in points]
@@ -227,8 +231,6 @@ class Run:
         (:func:`version_metrics`) and their per-epoch history, the model card and ``metrics.json``
         as artefacts, and the figures written since the run started (``figures_dir``). Returns the
         version's metrics."""
-        from ..io import METRICS, MODEL_CARD
-
         version_dir = Path(version_dir)
         metrics = json.loads((version_dir / METRICS).read_text())
         self.log_metrics(version_metrics(metrics))
@@ -250,7 +252,7 @@ def find(experiment: str, run_name: str, since: float) -> Run | None:
     """The newest run of ``experiment`` named ``run_name`` (a version's training run), to add
     artefacts to after it ended (``python -m model evaluate``); :attr:`Run.started` = ``since``.
     ``None`` when there is none (a version trained before tracking, or elsewhere)."""
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # deferred: mlflow start-up
 
     client = MlflowClient(tracking_uri=tracking_uri())
     found = client.get_experiment_by_name(experiment)
@@ -273,8 +275,8 @@ def start(experiment: str, run_name: str, cfg=None, extra_params: dict | None = 
     Raises:
         mlflow.exceptions.MlflowException: the store cannot be opened.
     """
-    from mlflow import MlflowClient
-    from mlflow.entities import Param, RunStatus
+    from mlflow import MlflowClient  # deferred: mlflow start-up
+    from mlflow.entities import Param, RunStatus  # deferred: mlflow start-up
 
     client = MlflowClient(tracking_uri=tracking_uri())
     params = {**(config_params(cfg) if cfg is not None else {}),
@@ -359,9 +361,7 @@ def search(experiment: str):
     """Every run of ``experiment`` as a DataFrame (``mlflow.search_runs``: ``params.*``,
     ``metrics.*``, ``tags.*`` columns, ``start_time``), oldest first; empty when the experiment
     does not exist."""
-    import mlflow
-    import pandas as pd
-
+    import mlflow  # deferred: mlflow start-up
     client = mlflow.MlflowClient(tracking_uri=tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -448,8 +448,6 @@ def runs_table(experiment: str = TRAIN_EXPERIMENT, label: str | None = None, whe
     tag), and its figures (eval-sources: each held-out origin's balanced / family / type top-1 and
     the accuracy / share of its answers given without "unsure" / AURC, then their means). ``label``: only runs whose name starts with it. A one-line message when
     there is none (``where``: naming the store's URI)."""
-    import pandas as pd
-
     df = finished_runs(experiment, label)
     if df.empty:
         return no_runs(experiment, label, where)
@@ -518,8 +516,6 @@ def update_readme(path: str | os.PathLike) -> list[str]:
     Raises:
         OSError: the file cannot be read or written.
     """
-    from ..io import write_text
-
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     found: list[str] = []

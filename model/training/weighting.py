@@ -1,4 +1,4 @@
-"""Class weights for imbalanced training sets (used by :mod:`model.training.train` and :mod:`model.training.features`)."""
+"""Class weights for imbalanced training sets (used by :mod:`model.training.fit`, :mod:`model.training.prepare` and :mod:`model.training.features`)."""
 
 from __future__ import annotations
 

@@ -259,7 +259,8 @@ def _tiny_dataset(root: Path, n_per_class: int = 20, size: int = 48) -> Path:
 
 @pytest.mark.slow
 def test_train_lite2_fine_tune_and_load_without_model_package(weights_files, tmp_path, monkeypatch):
-    from model.training.train import TrainConfig, train
+    from model.training.config import TrainConfig
+    from model.training.train import train
 
     data = _tiny_dataset(tmp_path / "data")
     monkeypatch.chdir(tmp_path)  # pixel and feature caches under tmp_path

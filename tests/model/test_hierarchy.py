@@ -1,5 +1,5 @@
 """Manufacturer → family → ICAO type: stage-2 leaves, partial labels, training weights, and
-answers at the level the model knows (model.training.train, model.training.joint, model.training.weighting, model.cascade)."""
+answers at the level the model knows (model.training.prepare, model.training.joint, model.training.weighting, model.cascade)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_versions_from_before_families_get_them_from_the_designator_table():
 
 
 def test_stage2_leaves_and_partial_label_targets():
-    from model.training.train import leaf_targets, stage2_leaves
+    from model.training.prepare import leaf_targets, stage2_leaves
 
     rows = ([("Boeing", "B738", "B737")] * 10 + [("Boeing", "B739", "B737")] * 3 + [("Boeing", "", "B737")] * 4
             + [("Boeing", "", "B787")] * 9 + [("Boeing", "B744", "B747")] * 8 + [("Airbus", "A388", "A380")] * 8

@@ -77,7 +77,7 @@ def test_bad_field_values_are_refused(bad):
 
 
 def test_new_trainings_turn_it_on():
-    from model.training.train import TrainConfig
+    from model.training.config import TrainConfig
 
     assert TrainConfig(data=[], image_size=288).spec().jpeg_draft == pp.DEFAULT_JPEG_DRAFT == 2
 

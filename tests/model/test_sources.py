@@ -62,7 +62,8 @@ def test_the_confidence_figures_of_a_fold_and_their_mean_in_the_table():
 
 
 def test_the_model_card_carries_the_leave_one_source_out_table_when_there_is_one(tmp_path):
-    from model.training.train import TrainConfig, loso_section
+    from model.training.card import loso_section
+    from model.training.config import TrainConfig
 
     cfg = TrainConfig(reports_dir=str(tmp_path))
     assert "make eval-sources" in loso_section(cfg) and "|" not in loso_section(cfg)

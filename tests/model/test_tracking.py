@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from model.training import tracking
-from model.training.train import TrainConfig
+from model.training.config import TrainConfig
 from dataset.metadata import write_rows_atomic
 from dataset.schema import empty_row
 
@@ -213,12 +213,18 @@ def test_train_and_eval_sources_are_tracked_and_compared(photos, tmp_path, track
     assert str(artifacts).startswith(str(tracking_store))
     assert (artifacts / "model_card.md").read_text() == (tmp_path / "models" / version / "model_card.md").read_text()
     assert (artifacts / "figures" / "training_manufacturer.png").is_file()
+    # train wrote the test split's report itself (make run skips its evaluate step), into its run too
+    own = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert own["split"] == "test" and own["real"]["n"] == metrics["real"]["n"]
+    assert json.loads((artifacts / "evaluate-test" / "metrics.json").read_text()) == own
+    assert (artifacts / "evaluate-test" / "figures" / "real_confusion_manufacturer.png").is_file()
     r = _model("evaluate", "--model-dir", str(tmp_path / "models" / version), "--data", str(photos),
                "--reports-dir", str(tmp_path / "evaluated"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((artifacts / "evaluate-test" / "metrics.json").read_text()) == \
         json.loads((tmp_path / "evaluated" / "metrics.json").read_text())
     assert (artifacts / "evaluate-test" / "figures" / "real_confusion_manufacturer.png").is_file()
+    assert json.loads((tmp_path / "evaluated" / "metrics.json").read_text()) == own  # the same figures
 
     # eval-sources: each held-out origin's figures and their mean, the report as artefacts
     report = json.loads((tmp_path / "reports" / "sources.json").read_text())["runs"][0]

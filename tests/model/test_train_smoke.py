@@ -46,7 +46,8 @@ def lite0_weights() -> Path:
 @pytest.mark.parametrize("fine_tune", [False, True], ids=["head", "fine-tune"])
 def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_path, monkeypatch, fine_tune):
     from model.training import features
-    from model.training.train import TrainConfig, train
+    from model.training.config import TrainConfig
+    from model.training.train import train
 
     monkeypatch.setattr(features, "CACHE_DIR", tmp_path / "features")
     cfg = TrainConfig(data=str(small_render), models_dir=str(tmp_path / "models"),
