@@ -24,10 +24,20 @@ serving, ``make score`` and the R side crop alike (:func:`model.preprocessing.to
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from . import preprocessing as pp
+from .backbones import get
+from .io import write_npy
 from .preprocessing import CAM_CLASSES, CropRule
 
 #: ImageNet-1k classes that show an aircraft (index: WordNet name), summed into ``aircraft``.
@@ -66,8 +76,6 @@ def localizer_input(img: Image.Image, size: int = 224, box=None, dct_scale: int 
 def full_size(source) -> tuple[int, int]:
     """``(width, height)`` of an encoded image (bytes or path) at full size, EXIF orientation
     applied, from its header alone."""
-    import io
-
     f = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source
     return image_size(f)
 
@@ -104,11 +112,10 @@ def build_localizer(size: int = 224, weights: str | None = None, backbone: str =
     Raises:
         WeightsUnavailableError: ImageNet weights not available offline.
     """
-    import keras
-    from keras import layers
+    import keras  # deferred: TensorFlow start-up, only when a localizer is built (training)
+    from keras import layers  # deferred: as keras
 
-    from .backbones import get
-    from .backbones.efficientnet_lite import network as L
+    from .backbones.efficientnet_lite import network as L  # deferred: imports keras
 
     resolved = get(backbone).resolve_weights(weights)
     full = L.build_efficientnet_lite(backbone, (size, size, 3), include_top=True, weights=resolved,
@@ -151,8 +158,6 @@ def box_from_cam(cam: np.ndarray, width: int, height: int, rule: CropRule) -> tu
         ``0 <= left < right <= width``), or ``None`` when there is nothing to crop: a flat or
         negative map, or a box covering at least ``rule.skip_area`` of the image.
     """
-    from scipy import ndimage
-
     cam = np.maximum(np.asarray(cam, np.float64), 0.0)
     peak = float(cam.max()) if cam.size else 0.0
     if not np.isfinite(peak) or peak <= 0.0:
@@ -220,13 +225,6 @@ def dataset_locate(df, size: int = 224, weights: str | None = None, localizer=No
     Raises:
         ImageDecodeError, ValueError: a bad image or crop box.
     """
-    import hashlib
-    import json
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
-    from .io import write_npy
-
     cache_dir = Path(cache_dir or "data/processed")
     draft = "" if spec is None or not getattr(spec, "jpeg_draft", 0) else f"|draft{spec.jpeg_draft}|{spec.width}x{spec.height}"
     key = hashlib.sha256(f"localizer|{size}|{_weights_id(weights)}|{CAM_CLASSES}|{tuple(AIRCRAFT_CLASSES)}{draft}"
