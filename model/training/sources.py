@@ -171,36 +171,34 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+#: The two tables of :func:`markdown_table`: per origin, the figures ``(key, header)`` joined by
+#: " / "; then the mean columns ``(key, header)``, the first in bold.
+TABLES = (
+    ((("manufacturer_balanced", "balanced"), ("family", "family"), ("type_top1", "type")),
+     (("manufacturer_balanced", "mean balanced"), ("family", "mean family"), ("type_top1", "mean type"))),
+    ((("sure_accuracy", "sure accuracy"), ("sure_coverage", "sure share"), ("aurc", "AURC")),
+     (("sure_accuracy", "mean sure accuracy"), ("sure_coverage", "mean sure share"), ("aurc", "mean AURC"),
+      ("accuracy_at_80", "mean accuracy at 80 %"), ("ece", "mean ECE"))),
+)
+
+
 def markdown_table(report: dict) -> str:
-    """Two tables over the configurations in ``report["runs"]``: each held-out origin's balanced
-    manufacturer accuracy / family / type top-1 with their means; then each origin's confidence
-    figures (accuracy of the answers given without "unsure" / the share of such answers / AURC)
-    with the means of those, accuracy at 80 % coverage and ECE."""
+    """Two tables over the configurations in ``report["runs"]`` (:data:`TABLES`): each held-out
+    origin's balanced manufacturer accuracy / family / type top-1 with their means; then each
+    origin's confidence figures (accuracy of the answers given without "unsure" / the share of
+    such answers / AURC) with the means of those, accuracy at 80 % coverage and ECE."""
     runs = report.get("runs", [])
     origins = sorted({o for r in runs for o in r["folds"]})
-    head = "| configuration | " + " | ".join(f"{o}: balanced / family / type" for o in origins) + \
-           " | **mean balanced** | mean family | mean type |"
-    lines = [head, "|" + "---|" * (len(origins) + 4)]
-    for r in runs:
-        cells = []
-        for o in origins:
-            f = r["folds"].get(o)
-            cells.append("–" if f is None else f"{_fmt(f['manufacturer_balanced'])} / {_fmt(f['family'])} / "
-                                               f"{_fmt(f['type_top1'])}")
-        m = r["mean"]
-        lines.append(f"| {r['label']} | " + " | ".join(cells) +
-                     f" | **{_fmt(m['manufacturer_balanced'])}** | {_fmt(m['family'])} | {_fmt(m['type_top1'])} |")
-    lines += ["", "| configuration | " + " | ".join(f"{o}: sure accuracy / sure share / AURC" for o in origins) +
-              " | **mean sure accuracy** | mean sure share | mean AURC | mean accuracy at 80 % | mean ECE |",
-              "|" + "---|" * (len(origins) + 6)]
-    for r in runs:
-        cells = []
-        for o in origins:
-            f = r["folds"].get(o)
-            cells.append("–" if f is None else f"{_fmt(f.get('sure_accuracy'))} / {_fmt(f.get('sure_coverage'))} / "
-                                               f"{_fmt(f.get('aurc'))}")
-        m = r["mean"]
-        lines.append(f"| {r['label']} | " + " | ".join(cells) +
-                     f" | **{_fmt(m.get('sure_accuracy'))}** | {_fmt(m.get('sure_coverage'))} | {_fmt(m.get('aurc'))}"
-                     f" | {_fmt(m.get('accuracy_at_80'))} | {_fmt(m.get('ece'))} |")
-    return "\n".join(lines) + "\n"
+    lines: list[str] = []
+    for per_origin, means in TABLES:
+        names = " / ".join(h for _, h in per_origin)
+        heads = [f"{o}: {names}" for o in origins] + [f"**{means[0][1]}**"] + [h for _, h in means[1:]]
+        lines += ["" if lines else None, "| configuration | " + " | ".join(heads) + " |",
+                  "|" + "---|" * (len(heads) + 1)]
+        for r in runs:
+            cells = ["–" if r["folds"].get(o) is None else
+                     " / ".join(_fmt(r["folds"][o].get(k)) for k, _ in per_origin) for o in origins]
+            m = r["mean"]
+            cells += [f"**{_fmt(m.get(means[0][0]))}**"] + [_fmt(m.get(k)) for k, _ in means[1:]]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(line for line in lines if line is not None) + "\n"
