@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-from api.smoke import Server
+from client.server import Server
 from model import io as mio
 from model import preprocessing as pp
 from model.cascade import Cascade
