@@ -29,10 +29,12 @@ class Config:
     MAX_IMAGES_PER_REQUEST: most images in one request (413 above it).
     MAX_BATCH_SIZE / MAX_BATCH_WAIT_MS: dynamic micro-batching within a worker (images per forward
         pass; milliseconds the batcher may wait after the first queued image, only while other
-        classification requests in the worker have not submitted their images yet). Defaults
-        chosen by measurement (``make bench-sweep``, reports/bench/serve_sweep.json: over
-        interleaved rounds 8 images / 10 ms gave the best p99 at concurrency 8 and about the best
-        throughput, against 8/2, 16/5, 16/10 and 32/10).
+        classification requests in the worker have not submitted their images yet, or while a
+        saturated worker's batch is smaller than the number of requests it held at once in the
+        last 2 s: :meth:`api.engine.Engine._collect`; a lone request never waits). 8 images: the
+        best p99 at concurrency 8 in ``make bench-sweep`` against 16 and 32. 40 ms: at
+        concurrency 8 the answered clients' next requests arrive 20-40 ms after their answers, so
+        10 ms left batches of 4 (two alternating groups; 2 CPU cores, 2026-12-07, docs/performance.md).
     READY_WAIT_S: how long a classification request that arrives while the models are still
         loading (a fresh or replacement worker) waits for them before answering 503.
     WARMUP: run the models once before reporting ready.
@@ -55,7 +57,7 @@ class Config:
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024
     MAX_IMAGES_PER_REQUEST = 64
     MAX_BATCH_SIZE = 8
-    MAX_BATCH_WAIT_MS = 10.0
+    MAX_BATCH_WAIT_MS = 40.0
     READY_WAIT_S = 60.0
     WARMUP = True
     TOP_K = 3

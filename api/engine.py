@@ -10,8 +10,11 @@ one batcher thread takes up to ``max_batch_size`` of them, runs one batched step
 pipeline (:class:`model.pipeline.Pipeline`) and hands each request its answer. After the first
 image it keeps collecting for at most ``max_batch_wait_ms``, but only while another
 classification request is in the worker and has not submitted its images yet
-(:meth:`Engine.expect`; it is reading or decoding them): a lone request is never delayed by the
-wait, and under load the batch fills with the requests already in the worker.
+(:meth:`Engine.expect`; it is reading or decoding them), or while a saturated worker's batch is
+smaller than the number of requests it held at once in the last seconds
+(:meth:`Engine.recent_peak`: the clients of the batch just answered are about to send again). A
+lone request is never delayed by the wait, and under load the batch fills with the requests of
+every client instead of alternating halves.
 
 The engine decides nothing about an answer: what is computed is the pipeline's. Two kinds of
 work (:data:`LOCATE`, :data:`CLASSIFY`) follow the pipeline's batched steps: a version that crops
@@ -31,6 +34,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 
 
@@ -38,6 +42,8 @@ from concurrent.futures import Future
 LOCATE = "locate"
 CLASSIFY = "classify"
 KINDS = (LOCATE, CLASSIFY)
+#: Seconds over which :meth:`Engine.recent_peak` remembers how many requests were in the worker.
+PEAK_WINDOW_S = 2.0
 
 
 class _Item:
@@ -86,6 +92,8 @@ class Engine:
         self._loaded = threading.Event()
         self._pending = {k: 0 for k in KINDS}
         self._pending_lock = threading.Lock()
+        self._active = 0  # classification requests in the worker (begin .. end)
+        self._peaks: deque = deque()  # (time, active) of the last PEAK_WINDOW_S seconds
 
     def start(self, background: bool = True) -> "Engine":
         """Load the models (in a daemon thread when ``background``) and start the batcher."""
@@ -142,6 +150,26 @@ class Engine:
         False while loading."""
         return self.ready and self.pipeline.two_phase
 
+    def begin(self) -> None:
+        """A classification request entered the worker (it ends with :meth:`end`)."""
+        with self._pending_lock:
+            self._active += 1
+            self._peaks.append((time.perf_counter(), self._active))
+
+    def end(self) -> None:
+        """A classification request left the worker (answered or failed)."""
+        with self._pending_lock:
+            self._active = max(0, self._active - 1)
+
+    def recent_peak(self) -> int:
+        """The most classification requests that were in the worker at once during the last
+        :data:`PEAK_WINDOW_S` seconds (at least those in it now): the clients that keep it busy."""
+        with self._pending_lock:
+            cut = time.perf_counter() - PEAK_WINDOW_S
+            while self._peaks and self._peaks[0][0] < cut:
+                self._peaks.popleft()
+            return max([self._active] + [a for _, a in self._peaks])
+
     def expect(self, kind: str = CLASSIFY) -> None:
         """Announce a request that will submit images of ``kind`` (:meth:`submit`) soon: the batcher
         waits for it while collecting a batch of that kind."""
@@ -189,13 +217,20 @@ class Engine:
         for it in held:
             (items if it.kind == kind and len(items) < self.max_batch_size else keep).append(it)
         held[:] = keep
+        # Under steady load the requests fall into groups that alternate (the clients of the batch
+        # just answered send again while the next group runs): each batch would hold only part of
+        # the clients. While the batch is smaller than the number of requests that kept the worker
+        # busy in the last PEAK_WINDOW_S (and work was already waiting: the worker is saturated),
+        # it waits, up to max_batch_wait, for the answered clients' next requests too.
+        saturated = len(items) > 1 or bool(keep) or not self._queue.empty()
+        target = min(self.max_batch_size, self.recent_peak()) if saturated else 0
         deadline = time.perf_counter() + self.max_batch_wait
         while len(items) < self.max_batch_size:
             try:
                 it = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._pending[kind] == 0:
+                if remaining <= 0 or (self._pending[kind] == 0 and len(items) >= target):
                     break  # nobody else is about to submit work of this kind: run now
                 try:
                     it = self._queue.get(timeout=min(remaining, 0.001))

@@ -34,18 +34,24 @@ CLASSIFY_ENDPOINTS = {"predict.predict_post", "predict.predict_get", "predict.na
 
 
 def install(app: Flask) -> None:
-    """Announce every classification request to the engine when it starts (``Engine.expect``) and
-    withdraw it when its images are submitted or the request ends."""
+    """Announce every classification request to the engine when it starts (``Engine.begin``,
+    ``Engine.expect``), withdraw the expectation when its images are submitted or the request
+    ends, and tell the engine when it ends (``Engine.end``)."""
 
     @app.before_request
     def _expect():
         if request.endpoint in CLASSIFY_ENDPOINTS:
             eng = app.extensions["engine"]
+            eng.begin()
+            g._active_engine = eng
             expect(eng, LOCATE if eng.two_phase else CLASSIFY)
 
     @app.teardown_request
     def _release(exc):
         release_expectation()
+        eng = g.pop("_active_engine", None)
+        if eng is not None:
+            eng.end()
 
 
 def expect(eng: Engine, kind: str) -> None:

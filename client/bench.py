@@ -467,7 +467,7 @@ def add_parsers(sub) -> None:
     b.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--max-batch-size", type=int, default=8)
-    b.add_argument("--max-batch-wait-ms", type=float, default=10.0)
+    b.add_argument("--max-batch-wait-ms", type=float, default=40.0, help="the server's MAX_BATCH_WAIT_MS (its default)")
     b.add_argument("--peer", action="append", default=[], metavar="NAME=URL",
                    help="another server to measure with GET URL (e.g. plumber=http://127.0.0.1:8100/names)")
     b.add_argument("--r-peer", action="store_true",

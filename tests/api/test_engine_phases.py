@@ -113,3 +113,36 @@ def test_a_gate_only_version_answers_in_one_phase_equal_to_the_pipeline(gate_onl
 
 def test_the_feature_version_crops_so_it_keeps_two_phases(feature_engine):
     assert feature_engine.two_phase and "crop" in feature_engine.pipeline.stages
+
+
+def test_a_saturated_worker_waits_for_the_clients_it_just_answered():
+    """Eight clients that fell into two alternating groups of four: with four requests queued and
+    eight in the worker moments ago, the batch waits for the answered four to come back."""
+    eng = Engine("/nonexistent", max_batch_size=8, max_batch_wait_ms=300)
+    for _ in range(8):
+        eng.begin()
+    for _ in range(4):
+        eng.end()  # the group just answered left; its clients are about to send again
+    assert eng.recent_peak() == 8
+    _items(eng, [CLASSIFY] * 4)
+    late = [_Item(CLASSIFY, np.zeros(2, np.float32), Future()) for _ in range(4)]
+    threading.Timer(0.05, lambda: [eng._queue.put(it) for it in late]).start()
+    t = time.perf_counter()
+    batch = eng._collect([])
+    assert len(batch) == 8 and batch[4:] == late
+    assert time.perf_counter() - t < 0.25  # full, so it did not wait out the 300 ms
+
+
+def test_four_clients_are_not_kept_waiting_for_a_fifth():
+    eng = Engine("/nonexistent", max_batch_size=8, max_batch_wait_ms=300)
+    for _ in range(4):
+        eng.begin()
+    _items(eng, [CLASSIFY] * 4)
+    t = time.perf_counter()
+    assert len(eng._collect([])) == 4
+    assert time.perf_counter() - t < 0.1
+    lone = Engine("/nonexistent", max_batch_size=8, max_batch_wait_ms=300)
+    lone.begin()
+    _items(lone, [CLASSIFY])
+    t = time.perf_counter()
+    assert len(lone._collect([])) == 1 and time.perf_counter() - t < 0.1

@@ -127,6 +127,10 @@ def test_missing_or_corrupt_model_is_live_not_ready_without_crash_loop(tiny_mode
         srv.wait_ready("/readyz", 503)
         workers = srv.worker_pids()
         body = requests.get(srv.url + "/readyz", timeout=5).json()
+        deadline = time.monotonic() + 60
+        while body["status"] == "loading" and time.monotonic() < deadline:  # 503 while importing, too
+            time.sleep(0.2)
+            body = requests.get(srv.url + "/readyz", timeout=5).json()
         assert body["status"] == "failed" and body["error"] == "not_ready" and reason in body["reason"]
         r = requests.post(srv.url + "/predict", data=b"x", headers={"Content-Type": "image/jpeg"}, timeout=10)
         assert r.status_code == 503 and reason in r.json()["message"]
