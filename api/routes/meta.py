@@ -31,6 +31,11 @@ SCHEMAS: dict[str, dict] = {
             "threshold": PROB,
             "metrics": {"type": "object"},
             "load_seconds": {"type": "number", "nullable": True},
+            "stages": {"type": "array", "items": {"type": "string"}, "example": ["decode", "gate", "classify"],
+                       "description": "the inference pipeline's stages for this version, in order "
+                                      "(model.pipeline.Pipeline.stages): `decode`, `gate` (the \"not an "
+                                      "aircraft\" localizer), `crop` (cut to the aircraft), `classify`, "
+                                      "`tta:<kind>`"},
         },
     },
 }
@@ -67,4 +72,5 @@ def metadata():
                  "calibration": {k: {kk: v.get(kk) for kk in ("temperature", "val_ece_before", "val_ece_after")}
                                  for k, v in (metrics.get("calibration") or {}).items() if isinstance(v, dict)}},
         load_seconds=engine.load_seconds,
+        stages=engine.pipeline.stages,
     )

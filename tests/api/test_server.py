@@ -119,3 +119,4 @@ def test_metadata(server):
     assert body["labels"]["types"]["Boeing"] == ["B738", "B744", "B777 family"]
     assert body["labels"]["families"]["Boeing"]["B777 family"] == "B777"
     assert len(body["preprocessing"]["reference_sha256"]) == 64
+    assert body["stages"] == ["decode", "classify"]  # the tiny version: no localizer, no TTA
