@@ -349,3 +349,15 @@ ps_predict_images <- function(cascade, sources, top_k = 3L) {
     ps_preprocess_image(cascade, decoded[[i]]$img, boxes[[i]], decoded[[i]]$scale)))
   ps_predict(cascade, x, top_k = top_k, boxes = boxes, aircraft = aircraft)
 }
+
+#' The inference pipeline's stages of a loaded version, in order (model.pipeline.Pipeline.stages):
+#' "decode", "gate" (a localizer), "crop" (a localizer with a crop rule), "classify",
+#' "tta:<kind>".
+ps_stages <- function(cascade) {
+  out <- "decode"
+  if (!is.null(cascade$localizer)) out <- c(out, "gate")
+  if (!is.null(cascade$crop_rule)) out <- c(out, "crop")
+  out <- c(out, "classify")
+  if (!is.null(cascade$tta)) out <- c(out, paste0("tta:", cascade$tta))
+  out
+}

@@ -335,7 +335,7 @@ function(req, res) {
       labels = CASCADE$info$labels, preprocessing = CASCADE$info$preprocessing,
       threshold = CASCADE$threshold,
       metrics = list(test = metrics$test %||% json_object(), calibration = calib_out),
-      load_seconds = CASCADE$load_seconds))
+      load_seconds = CASCADE$load_seconds, stages = as.list(ps_stages(CASCADE))))
   })
 }
 
