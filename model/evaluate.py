@@ -204,27 +204,36 @@ def evaluate(cascade: Cascade | Pipeline, df: pd.DataFrame, pixels: np.ndarray, 
         metrics["stage1_test_ece_before"] = expected_calibration_error(p_before, y)
         metrics["stage1_test_ece_after"] = expected_calibration_error(p_m, y)
     if figures_dir is not None:
-        figures_dir = Path(figures_dir)
-        labels_m = cascade.manufacturers
-        plot_confusion(confusion(true_m, pred_m, labels_m), labels_m,
-                       f"Manufacturer (balanced acc {metrics['manufacturer_balanced_accuracy'] or 0:.3f})",
-                       figures_dir / f"{figure_prefix}confusion_manufacturer.png")
-        pred_f = [p["family"]["label"] or "" for p in preds]
-        labels_f = sorted({f for f in true_f if f} | {f for f in pred_f if f})
-        plot_confusion(confusion(true_f, pred_f, labels_f), labels_f,
-                       f"Family (acc {metrics['family_accuracy'] or 0:.3f})",
-                       figures_dir / f"{figure_prefix}confusion_family.png")
-        labels_t = sorted({t for t in true_t if t in type_classes} | {t for t in top_t if t})
-        plot_confusion(confusion([t if t in type_classes else "" for t in true_t], [t or "" for t in top_t], labels_t),
-                       labels_t, f"ICAO type, top-1 (acc {metrics['type_top1'] or 0:.3f})",
-                       figures_dir / f"{figure_prefix}confusion_type.png")
-        for m in cascade.stage2:
-            rows = [i for i, t in enumerate(true_m) if t == m]
-            leaves = cascade.labels["types"][m]
-            plot_confusion(confusion([true_t[i] for i in rows], [oracle_type[i] for i in rows], leaves),
-                           leaves, f"Stage 2: {m} (true manufacturer)",
-                           figures_dir / f"{figure_prefix}confusion_type_{m}.png")
+        plot_confusions(cascade, Path(figures_dir), figure_prefix, metrics, true_m, true_f, true_t, preds,
+                        oracle_type, type_classes)
     return metrics
+
+
+def plot_confusions(cascade: Cascade, figures_dir: Path, prefix: str, metrics: dict, true_m: list[str],
+                    true_f: list[str], true_t: list[str], preds: list[dict], oracle_type: list, type_classes: set) -> None:
+    """:func:`evaluate`'s confusion matrices (PNG, :func:`plot_confusion`) in ``figures_dir``:
+    ``<prefix>confusion_manufacturer.png``, ``_family``, ``_type`` (top-1 over the trained types)
+    and ``_type_<m>`` (each stage 2 given the true manufacturer, ``oracle_type``)."""
+    pred_m = [p["manufacturer"]["label"] for p in preds]
+    top_t = [p["top_k"][0]["type"] for p in preds]
+    labels_m = cascade.manufacturers
+    plot_confusion(confusion(true_m, pred_m, labels_m), labels_m,
+                   f"Manufacturer (balanced acc {metrics['manufacturer_balanced_accuracy'] or 0:.3f})",
+                   figures_dir / f"{prefix}confusion_manufacturer.png")
+    pred_f = [p["family"]["label"] or "" for p in preds]
+    labels_f = sorted({f for f in true_f if f} | {f for f in pred_f if f})
+    plot_confusion(confusion(true_f, pred_f, labels_f), labels_f,
+                   f"Family (acc {metrics['family_accuracy'] or 0:.3f})",
+                   figures_dir / f"{prefix}confusion_family.png")
+    labels_t = sorted({t for t in true_t if t in type_classes} | {t for t in top_t if t})
+    plot_confusion(confusion([t if t in type_classes else "" for t in true_t], [t or "" for t in top_t], labels_t),
+                   labels_t, f"ICAO type, top-1 (acc {metrics['type_top1'] or 0:.3f})",
+                   figures_dir / f"{prefix}confusion_type.png")
+    for m in cascade.stage2:
+        rows = [i for i, t in enumerate(true_m) if t == m]
+        leaves = cascade.labels["types"][m]
+        plot_confusion(confusion([true_t[i] for i in rows], [oracle_type[i] for i in rows], leaves),
+                       leaves, f"Stage 2: {m} (true manufacturer)", figures_dir / f"{prefix}confusion_type_{m}.png")
 
 
 def evaluate_domains(cascade: Cascade, df: pd.DataFrame, pixels: np.ndarray, figures_dir: Path | None = None,
