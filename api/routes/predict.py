@@ -32,6 +32,14 @@ bp = Blueprint("predict", __name__)
 
 RAW_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
 
+def _level_result(description: str, example: str) -> dict:
+    """The OpenAPI schema of a family or type result: label, P(label | manufacturer), joint."""
+    return {"type": "object", "required": ["label", "probability", "joint_probability"],
+            "description": description,
+            "properties": {"label": {**STR_OR_NULL, "example": example}, "probability": PROB_OR_NULL,
+                           "joint_probability": PROB_OR_NULL}}
+
+
 #: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
 SCHEMAS: dict[str, dict] = {
     "ManufacturerResult": {
@@ -40,22 +48,14 @@ SCHEMAS: dict[str, dict] = {
                        "another manufacturer; both null when the answer level is `none` (not an aircraft)",
         "properties": {"label": {**STR_OR_NULL, "example": "Boeing"}, "probability": PROB_OR_NULL},
     },
-    "FamilyResult": {
-        "type": "object", "required": ["label", "probability", "joint_probability"],
-        "description": "aircraft family (A320 = A318-A321, B737 incl. the MAX, ...); `probability` is "
-                       "P(family | manufacturer), the sum of its stage-2 leaves; null when the "
-                       "manufacturer has no stage-2 model",
-        "properties": {"label": {**STR_OR_NULL, "example": "B737"}, "probability": PROB_OR_NULL,
-                       "joint_probability": PROB_OR_NULL},
-    },
-    "TypeResult": {
-        "type": "object", "required": ["label", "probability", "joint_probability"],
-        "description": "ICAO type designator, named only when it is a trained type whose "
-                       "P(type | manufacturer) reaches the type threshold (else null: the answer "
-                       "stops at the family); `joint_probability` P(manufacturer) x P(type | manufacturer)",
-        "properties": {"label": {**STR_OR_NULL, "example": "B738"}, "probability": PROB_OR_NULL,
-                       "joint_probability": PROB_OR_NULL},
-    },
+    "FamilyResult": _level_result(
+        "aircraft family (A320 = A318-A321, B737 incl. the MAX, ...); `probability` is "
+        "P(family | manufacturer), the sum of its stage-2 leaves; null when the "
+        "manufacturer has no stage-2 model", "B737"),
+    "TypeResult": _level_result(
+        "ICAO type designator, named only when it is a trained type whose "
+        "P(type | manufacturer) reaches the type threshold (else null: the answer "
+        "stops at the family); `joint_probability` P(manufacturer) x P(type | manufacturer)", "B738"),
     "Answer": {
         "type": "object", "required": ["level", "label", "text"],
         "description": "the answer at the level the model knows. `type`: a named ICAO type (label "
