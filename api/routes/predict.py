@@ -40,6 +40,13 @@ def _level_result(description: str, example: str) -> dict:
                            "joint_probability": PROB_OR_NULL}}
 
 
+#: The answer's fields of one image, as a prediction lists them and as the native answer repeats
+#: them at top level for a single image (:data:`api.inference.TOP_LEVEL_KEYS`, but ``unsure``).
+ANSWER_FIELDS = {name: {"$ref": f"#/components/schemas/{schema}"} for name, schema in (
+    ("manufacturer", "ManufacturerResult"), ("family", "FamilyResult"), ("type", "TypeResult"),
+    ("answer", "Answer"), ("aircraft", "Aircraft"), ("box", "Box"))}
+
+
 #: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
 SCHEMAS: dict[str, dict] = {
     "ManufacturerResult": {
@@ -106,12 +113,7 @@ SCHEMAS: dict[str, dict] = {
                                        "unsure", "branches", "top_k"],
         "properties": {
             "file": {"type": "string", "description": "the image's name in the request"},
-            "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
-            "family": {"$ref": "#/components/schemas/FamilyResult"},
-            "type": {"$ref": "#/components/schemas/TypeResult"},
-            "answer": {"$ref": "#/components/schemas/Answer"},
-            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
-            "box": {"$ref": "#/components/schemas/Box"},
+            **ANSWER_FIELDS,
             "unsure": {"type": "boolean", "description": "top manufacturer probability under the routing "
                                                          "threshold: both leading branches are given "
                                                          "(false for level `none`)"},
@@ -123,12 +125,7 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "required": ["model_version", "predictions", "timing_ms"],
         "properties": {
             "model_version": {"type": "string"},
-            "manufacturer": {"$ref": "#/components/schemas/ManufacturerResult"},
-            "family": {"$ref": "#/components/schemas/FamilyResult"},
-            "type": {"$ref": "#/components/schemas/TypeResult"},
-            "answer": {"$ref": "#/components/schemas/Answer"},
-            "aircraft": {"$ref": "#/components/schemas/Aircraft"},
-            "box": {"$ref": "#/components/schemas/Box"},
+            **ANSWER_FIELDS,
             "unsure": {"type": "boolean"},
             "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
             "timing_ms": {"type": "object", "required": ["decode", "inference"],
