@@ -10,6 +10,11 @@ Like a keras-hub task with its preprocessor, the pipeline is split where the wor
   from the activation map, crop, resize).
 - :meth:`Pipeline.forward` — batched: the gate's forward pass (a localizer that only gates),
   the cascade's forward passes with test-time augmentation, routing, and the answer.
+- :meth:`Pipeline.read` — per image, only when asked (``prepare(..., read=True)``) and a
+  registry is loaded: the registration painted on the aircraft, read on the full-resolution
+  upload inside the aircraft's box when there is one (:mod:`model.reader`). :meth:`forward`
+  joins the reading to the answer (:func:`model.reader.fuse`): the one place where it can
+  change the answer.
 - :meth:`Pipeline.predict` — all of it for one batch of images (``make score``, evaluation's
   negatives, the R side, tests).
 
@@ -30,9 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from dataset.decode import decode_scaled
+
 from . import localize as loc
 from . import preprocessing as pp
+from . import reader as rd
 from .cascade import Cascade
+from .registry import Registry
 
 
 @dataclass
@@ -51,6 +60,9 @@ class Inputs:
         aircraft: the localizer's aircraft probability in [0, 1], or ``None`` (not measured yet,
             or no localizer).
         cam: the localizer's class activation map (float64 ``(S/32, S/32)``) until cropped.
+        source: the upload (bytes, path or decoded image), kept only until :meth:`Pipeline.read`
+            read its registration (``prepare(..., read=True)``).
+        reading: the registration read (:class:`model.reader.Reading`), or ``None``.
     """
 
     x: np.ndarray | None = None
@@ -61,6 +73,8 @@ class Inputs:
     box: list[int] | None = None
     aircraft: float | None = None
     cam: np.ndarray | None = None
+    source: object = None
+    reading: rd.Reading | None = None
 
 
 class Pipeline:
@@ -68,17 +82,26 @@ class Pipeline:
 
     Args:
         cascade: the loaded version.
+        registry: the aircraft registry (:func:`model.registry.load_configured`); ``None``:
+            registrations are not read (:attr:`reads` is False).
     """
 
-    def __init__(self, cascade: Cascade):
+    def __init__(self, cascade: Cascade, registry: Registry | None = None):
         self.cascade = cascade
+        self.registry = registry
+        self.reader = rd.RegistrationReader(registry) if registry is not None else None
 
     @classmethod
     def load(cls, path: str | os.PathLike, threshold: float | None = None,
-             type_threshold: float | None = None) -> "Pipeline":
+             type_threshold: float | None = None, registry: Registry | None = None) -> "Pipeline":
         """The pipeline of the version folder ``path`` (:meth:`Cascade.load`; same arguments and
-        errors)."""
-        return cls(Cascade.load(path, threshold=threshold, type_threshold=type_threshold))
+        errors), reading registrations against ``registry`` when one is given."""
+        return cls(Cascade.load(path, threshold=threshold, type_threshold=type_threshold), registry)
+
+    @property
+    def reads(self) -> bool:
+        """Registrations can be read (a registry is loaded)."""
+        return self.reader is not None
 
     # ---------------------------------------------------------------- what the version does
 
@@ -105,7 +128,8 @@ class Pipeline:
     def stages(self) -> list[str]:
         """The stages this version runs, in order: ``decode``, ``gate`` (the "not an aircraft"
         localizer), ``crop`` (cut to the aircraft's box), ``classify`` (stage 1 and stage 2),
-        ``tta:<kind>`` (test-time augmentation, e.g. ``tta:flip``)."""
+        ``tta:<kind>`` (test-time augmentation, e.g. ``tta:flip``), ``read`` (the registration
+        reader, on request, when a registry is loaded)."""
         out = ["decode"]
         if self.has_localizer:
             out.append("gate")
@@ -114,6 +138,8 @@ class Pipeline:
         out.append("classify")
         if self.cascade.tta:
             out.append(f"tta:{self.cascade.tta}")
+        if self.reads:
+            out.append("read")
         return out
 
     def warm_up(self, batch_sizes=(1,)) -> None:
@@ -122,19 +148,26 @@ class Pipeline:
 
     # ---------------------------------------------------------------- per image (CPU)
 
-    def prepare(self, source) -> Inputs:
+    def prepare(self, source, read: bool = False) -> Inputs:
         """The per-image CPU work: decode once (a large JPEG at a reduced DCT scale when the spec's
         ``jpeg_draft`` asks, EXIF orientation applied), the localizer's input from the whole
         image, and, unless the version crops, the classifier's input.
 
         Args:
             source: encoded bytes, a path, or an already decoded ``PIL.Image.Image`` (full size).
+            read: keep the upload for :meth:`read` (ignored when :attr:`reads` is False).
         Returns:
             :class:`Inputs` (``x`` is ``None`` for a two-phase version until :meth:`crop`).
         Raises:
             model.preprocessing.ImageDecodeError: not a readable JPEG/PNG/WebP image (``code``
                 says why). ValueError: a malformed image Pillow could not size. MemoryError.
         """
+        inputs = self._prepare(source)
+        if read and self.reads:
+            inputs.source = source
+        return inputs
+
+    def _prepare(self, source) -> Inputs:
         c = self.cascade
         if isinstance(source, Image.Image):
             img, s, size = source, 1, source.size
@@ -146,6 +179,30 @@ class Pipeline:
         if self.two_phase:
             return Inputs(x_loc=x_loc, image=img, dct_scale=s, size=size)
         return Inputs(x=self._classifier_input(img, None, s), x_loc=x_loc, dct_scale=s, size=size)
+
+    def read(self, inputs: Inputs) -> Inputs:
+        """Read the registration of an input prepared with ``read=True`` (after :meth:`crop` for a
+        two-phase version, so the aircraft's box is known): the upload decoded again with its
+        longest side near :data:`model.reader.MAX_SIDE` (a large JPEG at a reduced DCT scale),
+        then :meth:`model.reader.RegistrationReader.read` inside ``inputs.box`` or on the whole
+        image. Sets ``inputs.reading`` (``None``: nothing the registry knows) and frees the
+        upload. A no-op for inputs not asked to be read.
+
+        Raises:
+            model.preprocessing.ImageDecodeError: the upload cannot be decoded (it was, in
+                :meth:`prepare`, so only a changed file on disk).
+        """
+        if inputs.source is None:
+            return inputs
+        src, inputs.source = inputs.source, None
+        if isinstance(src, Image.Image):
+            img, full = src, src.size
+        else:
+            half = rd.MAX_SIDE // 2
+            img, s = decode_scaled(src, min_size=(half, half))
+            full = img.size if s == 1 else loc.full_size(src)
+        inputs.reading = self.reader.read(img, inputs.box, scale=(full[0] / img.width, full[1] / img.height))
+        return inputs
 
     def from_pixels(self, pixels: np.ndarray, box=None, aircraft: float | None = None) -> Inputs:
         """Inputs from uint8 pixels already cut and resized to ``spec.input_shape`` (a dataset's
@@ -191,7 +248,9 @@ class Pipeline:
         probability.
 
         Returns:
-            One answer dict per input (:meth:`Cascade.predict`).
+            One answer dict per input (:meth:`Cascade.predict`), each joined to its registration
+            reading by :func:`model.reader.fuse` (``registration`` ``None`` when not read or not
+            found; ``answer["source"]`` ``"image"`` or ``"registration"``).
         """
         if not batch:
             return []
@@ -201,23 +260,28 @@ class Pipeline:
             for b, a in zip(gated, aircraft):
                 b.aircraft = float(a)
         air = [b.aircraft for b in batch]
-        return self.cascade.predict(np.stack([b.x for b in batch]), top_k=top_k, boxes=[b.box for b in batch],
-                                    aircraft=None if any(a is None for a in air) else np.asarray(air, np.float64))
+        answers = self.cascade.predict(np.stack([b.x for b in batch]), top_k=top_k, boxes=[b.box for b in batch],
+                                       aircraft=None if any(a is None for a in air) else np.asarray(air, np.float64))
+        return [rd.fuse(a, b.reading) for a, b in zip(answers, batch)]
 
     def run(self, batch: list[Inputs], top_k: int = 3) -> list[dict]:
-        """:meth:`locate` and :meth:`crop` when the version is two-phase, then :meth:`forward`."""
+        """:meth:`locate` and :meth:`crop` when the version is two-phase, :meth:`read` for the
+        inputs asked to be read, then :meth:`forward`."""
         if self.two_phase and batch:
             todo = [b for b in batch if b.x is None]
             if todo:
                 self.locate(todo)
                 for b in todo:
                     self.crop(b)
+        for b in batch:
+            self.read(b)
         return self.forward(batch, top_k=top_k)
 
-    def predict(self, sources, top_k: int = 3) -> list[dict]:
-        """Answer encoded images, paths or decoded images, all in one batch
-        (:meth:`prepare` each, then :meth:`run`). Raises ``ImageDecodeError`` on a bad image."""
-        return self.run([self.prepare(s) for s in sources], top_k=top_k)
+    def predict(self, sources, top_k: int = 3, read: bool = False) -> list[dict]:
+        """Answer encoded images, paths or decoded images, all in one batch (:meth:`prepare`
+        each, reading registrations when ``read``, then :meth:`run`). Raises ``ImageDecodeError``
+        on a bad image."""
+        return self.run([self.prepare(s, read=read) for s in sources], top_k=top_k)
 
 
 def as_pipeline(model: "Pipeline | Cascade") -> Pipeline:
