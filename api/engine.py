@@ -108,8 +108,10 @@ class Engine:
         t = time.perf_counter()
         try:
             from model.pipeline import Pipeline  # deferred: TensorFlow start-up, in the loader thread
+            from model.registry import load_configured
 
-            pipeline = Pipeline.load(self.model_dir, threshold=self.threshold)
+            registry = load_configured()  # RegistryError (names the file): the worker reports "failed"
+            pipeline = Pipeline.load(self.model_dir, threshold=self.threshold, registry=registry)
             if self.warmup:
                 pipeline.warm_up(batch_sizes=sorted({1, self.max_batch_size}))
             self.pipeline, self.cascade = pipeline, pipeline.cascade
@@ -121,6 +123,13 @@ class Engine:
             self._loaded.set()
             if self.on_loaded is not None:
                 self.on_loaded(self)
+
+    def registration(self) -> dict:
+        """Whether this worker reads registrations: ``{"available": bool, "registry": path or
+        None, "entries": int or None}`` (``available`` False without a registry, or until loaded)."""
+        reg = self.pipeline.registry if self.pipeline is not None else None
+        return {"available": reg is not None, "registry": None if reg is None else str(reg.path),
+                "entries": None if reg is None else reg.size}
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until loading finished (ready or failed); True when it finished in time."""

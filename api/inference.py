@@ -98,8 +98,35 @@ def b64decode(text, where: str) -> bytes:
         raise APIError(400, "bad_base64", f"{where} is not valid base64") from None
 
 
-def prepare_all(images: list[tuple[str, bytes]], pipeline) -> list:
-    """The per-image CPU work of every image (:meth:`model.pipeline.Pipeline.prepare`), in order.
+#: ``?registration=`` values that ask for the reading / that do not (case-insensitive).
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def wants_registration(body_value=None, where: str = "registration") -> bool:
+    """Whether the request asks for the registration reading: a JSON body's field when the
+    request has one (``body_value``: ``true``/``false``), else the query parameter
+    ``?registration=`` (:data:`TRUE_WORDS` / :data:`FALSE_WORDS`); absent: no.
+
+    Raises:
+        APIError: 400 ``bad_parameter`` for a body field that is not a boolean or a query value
+            that is not one of those words (the message names ``where`` or the parameter).
+    """
+    if body_value is not None:
+        if not isinstance(body_value, bool):
+            raise APIError(400, "bad_parameter", f"{where} must be true or false, got {body_value!r}")
+        return body_value
+    raw = request.args.get("registration")
+    if raw is None:
+        return False
+    word = raw.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise APIError(400, "bad_parameter", f"registration must be 1 or 0 (true/false), got {raw!r}")
+    return word in TRUE_WORDS
+
+
+def prepare_all(images: list[tuple[str, bytes]], pipeline, read: bool = False) -> list:
+    """The per-image CPU work of every image (:meth:`model.pipeline.Pipeline.prepare`, keeping
+    the upload for :meth:`~model.pipeline.Pipeline.read` when ``read``), in order.
 
     Returns:
         One :class:`model.pipeline.Inputs` per image.
@@ -112,7 +139,7 @@ def prepare_all(images: list[tuple[str, bytes]], pipeline) -> list:
     out = []
     for name, data in images:
         try:
-            out.append(pipeline.prepare(data))
+            out.append(pipeline.prepare(data, read=read))
         except pp.ImageDecodeError as e:
             status = 413 if e.code == "too_large" else 400
             raise APIError(status, f"{e.code}_image", f"{name}: {e}") from None
@@ -146,12 +173,15 @@ def _serving_errors():
         raise APIError(504, "inference_timeout", "the model did not answer in time") from None
 
 
-def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
+def run(images: list[tuple[str, bytes]], top_k: int, read: bool = False) -> Result:
     """Answer ``(name, encoded bytes)`` pairs through the worker's pipeline: the per-image CPU
     steps here (:meth:`~model.pipeline.Pipeline.prepare`, and for a two-phase version
     :meth:`~model.pipeline.Pipeline.crop` between the engine's :data:`~api.engine.LOCATE` and
-    :data:`~api.engine.CLASSIFY` batches), the batched steps in the engine. ``decode_ms`` is the
-    CPU work here, ``inference_ms`` the waits for the engine.
+    :data:`~api.engine.CLASSIFY` batches; with ``read``, :meth:`~model.pipeline.Pipeline.read`
+    before the classify batch), the batched steps in the engine. ``decode_ms`` is the CPU work
+    here (the registration reading included), ``inference_ms`` the waits for the engine.
+    ``read`` without a registry (:attr:`~model.pipeline.Pipeline.reads` False) reads nothing:
+    every ``registration`` is null.
 
     Raises:
         APIError: 400 ``no_images``; 413 ``too_many_images`` (over ``MAX_IMAGES_PER_REQUEST``);
@@ -167,7 +197,7 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
     cpu = wait = 0.0
     with _serving_errors():
         t = time.perf_counter()
-        batch = prepare_all(images, pipeline)
+        batch = prepare_all(images, pipeline, read=read)
         if eng.two_phase:
             t, cpu = time.perf_counter(), cpu + time.perf_counter() - t
             expect(eng, LOCATE)  # a no-op change unless the request began while the models loaded
@@ -177,6 +207,8 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
             t, wait = time.perf_counter(), wait + time.perf_counter() - t
             expect(eng, CLASSIFY)  # the crops come next: a batch of crops being collected may wait for them
             batch = [pipeline.crop(b) for b in batch]
+        for b in batch:
+            pipeline.read(b)  # the registration, in this request's thread (a no-op unless asked)
         t, cpu = time.perf_counter(), cpu + time.perf_counter() - t
         futures = eng.submit(batch, CLASSIFY, top_k=top_k)
         release_expectation()
@@ -188,7 +220,7 @@ def run(images: list[tuple[str, bytes]], top_k: int) -> Result:
 
 
 #: Keys of a single image's prediction repeated at the top level of the native answer.
-TOP_LEVEL_KEYS = ("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure")
+TOP_LEVEL_KEYS = ("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "registration")
 
 
 def native_body(result: Result) -> dict:
@@ -212,6 +244,14 @@ NO_BOX = [-1, -1, -1, -1]
 def flat_outputs(pred: dict) -> dict:
     """One prediction as named outputs (the OIP v2 / TF Serving views).
 
+    - ``answer_source``: ``image``, or ``registration`` when the type came from the registration
+      painted on the aircraft (:func:`model.reader.fuse`).
+    - ``registration``, ``registration_icao_type``: the registration read and the registry's ICAO
+      type; ``""`` when none was read (not asked, no registry, nothing found);
+      ``registration_agrees``: the registry's manufacturer is the answer's (false when none);
+      ``registration_box``: 4 ints, the text's box in the uploaded image's pixels, or
+      :data:`NO_BOX`.
+
     - ``manufacturer``: the label; ``""`` for answer level ``none`` (not an aircraft).
       ``family`` / ``type`` are ``""`` and their probabilities (and ``manufacturer_probability``
       for level ``none``) 0.0 where the answer does not reach that level (no stage-2 model,
@@ -234,6 +274,7 @@ def flat_outputs(pred: dict) -> dict:
     none = pred["answer"]["level"] == "none"
     p_air = pred.get("aircraft", {}).get("probability")
     box = pred.get("box")
+    reg = pred.get("registration")
     return {
         "manufacturer": m["label"] or "",
         "manufacturer_probability": m["probability"] if m["probability"] is not None else 0.0,
@@ -248,4 +289,9 @@ def flat_outputs(pred: dict) -> dict:
         "answer_text": pred["answer"]["text"],
         "aircraft_probability": NO_AIRCRAFT_PROBABILITY if p_air is None else p_air,
         "box": list(NO_BOX) if box is None else [int(v) for v in box],
+        "answer_source": pred["answer"].get("source", "image"),
+        "registration": reg["text"] if reg else "",
+        "registration_icao_type": reg["icao_type"] if reg else "",
+        "registration_agrees": bool(reg and reg["agrees"]),
+        "registration_box": [int(v) for v in reg["box"]] if reg else list(NO_BOX),
     }

@@ -21,6 +21,9 @@ from .backbones import WeightsUnavailableError
 from .cascade import Cascade
 from .data import DatasetError
 from .io import ModelLoadError
+from .pipeline import Pipeline
+from .registry import ENV as REGISTRY_ENV
+from .registry import RegistryError, load_configured
 from .score import score_folder
 from .training import tracking
 from .training.config import TrainConfig
@@ -102,9 +105,20 @@ def _evaluate(args) -> int:
 
 def _score(args) -> int:
     cascade = Cascade.load(args.model_dir, threshold=args.threshold)
-    summary = score_folder(cascade, args.images, args.out, batch_size=args.batch_size,
+    registry = None
+    if args.registration:
+        try:
+            registry = load_configured()
+        except RegistryError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if registry is None:
+            print(f"error: --registration needs a registry: set {REGISTRY_ENV} to a CSV(.gz) of registration, "
+                  "ICAO type (make registry writes one)", file=sys.stderr)
+            return 2
+    summary = score_folder(Pipeline(cascade, registry), args.images, args.out, batch_size=args.batch_size,
                            num_shards=args.num_shards, shard_index=args.shard_index,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, read=args.registration)
     print(json.dumps(summary), file=sys.stderr)
     return 0
 
@@ -231,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard-index", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", 0)))
     s.add_argument("--threshold", type=float, default=None)
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--registration", action="store_true",
+                   help=f"also read each aircraft's registration (needs a registry: ${REGISTRY_ENV})")
     s.set_defaults(func=_score)
 
     i = sub.add_parser("info", help="print a version's manifest, labels and preprocessing")

@@ -31,10 +31,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 #: ``none``). Appended later: ``answer_level`` (``type``, ``family``, ``manufacturer``, ``none``),
 #: ``answer_text`` (the answer in words, "not an aircraft", ...), ``aircraft_probability`` (the
 #: localizer's, empty without one) and ``box`` (the crop the answer came from as "left top right
-#: bottom" in the image's pixels after EXIF rotation, empty for the whole image).
+#: bottom" in the image's pixels after EXIF rotation, empty for the whole image). Then the
+#: registration reader's (``make score REGISTRATION=1``; :func:`model.reader.fuse`):
+#: ``answer_source`` (``image``, or ``registration`` when the type is the registry's),
+#: ``registration`` and ``registration_icao_type`` (empty when none was read),
+#: ``registration_agrees`` (``true``/``false``, empty when none) and ``registration_box``.
 SCORE_COLUMNS = ("file", "manufacturer", "manufacturer_probability", "family", "family_probability", "type",
                  "type_probability", "answer", "joint_probability", "unsure", "model_version", "error",
-                 "answer_level", "answer_text", "aircraft_probability", "box")
+                 "answer_level", "answer_text", "aircraft_probability", "box", "answer_source", "registration",
+                 "registration_icao_type", "registration_agrees", "registration_box")
 
 
 def list_images(root: str | os.PathLike, num_shards: int = 1, shard_index: int = 0) -> list[str]:
@@ -89,14 +94,17 @@ def decode_workers() -> int:
 
 
 def prepared_batches(root: Path, files: list[str], pipeline: Pipeline, batch_size: int,
-                     workers: int | None = None, prefetch: int = 2):
+                     workers: int | None = None, prefetch: int = 2, read: bool = False):
     """Yield ``(names, inputs, errors)`` batches of ``files`` (paths relative to ``root``), in order.
 
     A pool of ``workers`` threads (default :func:`decode_workers`, the cores) runs the pipeline's
     per-image CPU step (:meth:`model.pipeline.Pipeline.prepare`: decode once, the localizer's and
     the classifier's inputs; Pillow releases the GIL while decoding and resizing, so the threads
     run in parallel) up to ``prefetch`` batches ahead of the one being yielded: while the caller
-    runs the forward passes of one batch, the next ones are decoded.
+    runs the forward passes of one batch, the next ones are decoded. With ``read`` (and a
+    pipeline that :attr:`~model.pipeline.Pipeline.reads`), the pool also reads each registration
+    (:meth:`~model.pipeline.Pipeline.read`; after the crop instead, in
+    :meth:`~model.pipeline.Pipeline.run`, for a version that crops to the aircraft).
 
     Yields:
         ``names`` (list of str, ``batch_size`` or fewer), ``inputs`` (one
@@ -105,7 +113,8 @@ def prepared_batches(root: Path, files: list[str], pipeline: Pipeline, batch_siz
     """
     def prepare(rel: str):
         try:
-            return pipeline.prepare(root / rel), ""
+            inputs = pipeline.prepare(root / rel, read=read)
+            return (inputs if pipeline.two_phase else pipeline.read(inputs)), ""
         except (pp.ImageDecodeError, OSError, ValueError) as e:
             return None, str(e)
 
@@ -132,7 +141,7 @@ def prepared_batches(root: Path, files: list[str], pipeline: Pipeline, batch_siz
 
 
 def score_folder(model: Pipeline | Cascade, images: str | os.PathLike, out: str | os.PathLike, batch_size: int = 32,
-                 num_shards: int = 1, shard_index: int = 0, progress: bool = True) -> dict:
+                 num_shards: int = 1, shard_index: int = 0, progress: bool = True, read: bool = False) -> dict:
     """Score every image under ``images`` into the CSV ``out`` (resumable), through the one
     inference pipeline: :meth:`~model.pipeline.Pipeline.prepare` in the decode pool
     (:func:`prepared_batches`), :meth:`~model.pipeline.Pipeline.run` per batch.
@@ -141,6 +150,7 @@ def score_folder(model: Pipeline | Cascade, images: str | os.PathLike, out: str 
         model: the version's :class:`~model.pipeline.Pipeline` (or its loaded
             :class:`~model.cascade.Cascade`). images: the folder; out: the CSV.
         batch_size: images per forward pass; num_shards, shard_index: see :func:`list_images`.
+        read: also read each registration (needs a pipeline with a registry).
     Returns:
         ``{"scored": n new rows, "skipped": n already present, "errors": n unreadable, "out": path}``.
     Raises:
@@ -159,7 +169,7 @@ def score_folder(model: Pipeline | Cascade, images: str | os.PathLike, out: str 
             fh.write(",".join(SCORE_COLUMNS) + "\r\n")
             fh.flush()
         bar = tqdm(total=len(todo), unit="img", desc="score", disable=not progress)
-        for names, inputs, errors in prepared_batches(root, todo, pipeline, batch_size):
+        for names, inputs, errors in prepared_batches(root, todo, pipeline, batch_size, read=read):
             ok = [i for i, e in enumerate(errors) if not e]
             preds = dict(zip(ok, pipeline.run([inputs[i] for i in ok], top_k=1)))
             buf = io.StringIO()
@@ -198,7 +208,11 @@ def score_row(name: str, pred: dict | None, version: str, error: str = "") -> li
                    joint_probability="" if a["level"] == "none" else _fmt(pred["branches"][0]["joint_probability"]),
                    unsure=str(pred["unsure"]).lower(), answer_level=a["level"], answer_text=a.get("text", ""),
                    aircraft_probability=_fmt((pred.get("aircraft") or {}).get("probability")),
-                   box=box_text(pred.get("box")))
+                   box=box_text(pred.get("box")), answer_source=a.get("source", "image"))
+        reg = pred.get("registration")
+        if reg:
+            row.update(registration=reg["text"], registration_icao_type=reg["icao_type"],
+                       registration_agrees=str(reg["agrees"]).lower(), registration_box=box_text(reg["box"]))
     return [row[c] for c in SCORE_COLUMNS]
 
 

@@ -12,7 +12,8 @@ SCHEMAS: dict[str, dict] = {
     "Readiness": {
         "type": "object", "required": ["status", "reason"],
         "properties": {"status": {"type": "string", "enum": ["loading", "ready", "failed"]},
-                       "reason": {"type": "string"}, "model_version": {"type": "string"}},
+                       "reason": {"type": "string"}, "model_version": {"type": "string"},
+                       "registration": {"$ref": "#/components/schemas/RegistrationStatus"}},
     },
 }
 
@@ -66,6 +67,7 @@ def readyz():
     body = {"status": engine.state, "reason": engine.reason}
     if engine.ready:
         body["model_version"] = engine.cascade.version
+        body["registration"] = engine.registration()
         return jsonify(body)
     resp = jsonify(error="not_ready", message=engine.reason, **body)
     resp.status_code = 503

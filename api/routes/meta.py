@@ -35,8 +35,17 @@ SCHEMAS: dict[str, dict] = {
                        "description": "the inference pipeline's stages for this version, in order "
                                       "(model.pipeline.Pipeline.stages): `decode`, `gate` (the \"not an "
                                       "aircraft\" localizer), `crop` (cut to the aircraft), `classify`, "
-                                      "`tta:<kind>`"},
+                                      "`tta:<kind>`, `read` (the registration reader, on request)"},
+            "registration": {"$ref": "#/components/schemas/RegistrationStatus"},
         },
+    },
+    "RegistrationStatus": {
+        "type": "object", "required": ["available", "registry", "entries"],
+        "description": "the registration reader: `available` when a registry is loaded "
+                       "(`PLANESPOTTER_REGISTRY`, default the shared registry when present); without "
+                       "one, `?registration=1` answers `registration: null`",
+        "properties": {"available": {"type": "boolean"}, "registry": STR_OR_NULL,
+                       "entries": {"type": "integer", "nullable": True}},
     },
 }
 
@@ -73,4 +82,5 @@ def metadata():
                                  for k, v in (metrics.get("calibration") or {}).items() if isinstance(v, dict)}},
         load_seconds=engine.load_seconds,
         stages=engine.pipeline.stages,
+        registration=engine.registration(),
     )

@@ -22,8 +22,12 @@ B77W", "another manufacturer (not Airbus or Boeing)", "not an aircraft"),
 ``aircraft_probability`` (FP64: the localizer's aircraft probability in [0, 1]; -1.0 when the
 version has no localizer), ``box`` (INT32 ``[n, 4]``, row-major: left, top, right, bottom of the
 crop the answer came from, in the uploaded image's pixels after EXIF rotation; four -1 when the
-answer came from the whole image); see :func:`api.inference.flat_outputs`. A request's ``outputs``
-list selects some of them. Health answers are 200 for true and 503 for false (the protocol
+answer came from the whole image), ``answer_source`` (BYTES: ``image``, or ``registration`` when
+the type came from the registration painted on the aircraft), ``registration`` and
+``registration_icao_type`` (BYTES; ``""`` when none was read), ``registration_agrees`` (BOOL),
+``registration_box`` (INT32 ``[n, 4]``; four -1 when none); see :func:`api.inference.flat_outputs`.
+A request's ``outputs`` list selects some of them. The request's ``parameters``
+``{"registration": true}`` asks for the registration reading (as ``?registration=1`` does). Health answers are 200 for true and 503 for false (the protocol
 reads any non-200 code as false).
 """
 
@@ -43,9 +47,11 @@ bp = Blueprint("oip", __name__, url_prefix="/v2")
 OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("family", "BYTES"),
            ("family_probability", "FP64"), ("type", "BYTES"), ("type_probability", "FP64"),
            ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL"), ("answer_level", "BYTES"),
-           ("answer_text", "BYTES"), ("aircraft_probability", "FP64"), ("box", "INT32")]
+           ("answer_text", "BYTES"), ("aircraft_probability", "FP64"), ("box", "INT32"),
+           ("answer_source", "BYTES"), ("registration", "BYTES"), ("registration_icao_type", "BYTES"),
+           ("registration_agrees", "BOOL"), ("registration_box", "INT32")]
 #: Trailing dimensions of outputs that are not one scalar per image.
-OUTPUT_DIMS = {"box": [4]}
+OUTPUT_DIMS = {"box": [4], "registration_box": [4]}
 
 #: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
 SCHEMAS: dict[str, dict] = {
@@ -69,7 +75,8 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
-            "parameters": {"type": "object"},
+            "parameters": {"type": "object", "properties": {
+                "registration": {"type": "boolean", "description": "also read the registration"}}},
             "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
                 "type": "object", "required": ["name", "shape", "datatype"],
                 "properties": {"name": {"type": "string", "example": "image"},
@@ -335,6 +342,7 @@ def infer(name):
         little-endian length + bytes).
       parameters:
         - model_name
+        - registration
       requestBody:
         required: true
         content:
@@ -368,7 +376,9 @@ def infer(name):
         if unknown:
             raise APIError(400, "bad_request", f"unknown outputs {unknown}; known: {wanted}")
         wanted = [n for n in wanted if n in asked] or wanted
-    result = inference.run(images, current_app.config["TOP_K"])
+    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    read = inference.wants_registration(params.get("registration"), "parameters.registration")
+    result = inference.run(images, current_app.config["TOP_K"], read=read)
     rows = [inference.flat_outputs(p) for p in result.predictions]
     body = {"model_name": name, "model_version": result.model_version}
     if isinstance(doc.get("id"), str):

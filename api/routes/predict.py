@@ -44,7 +44,7 @@ def _level_result(description: str, example: str) -> dict:
 #: them at top level for a single image (:data:`api.inference.TOP_LEVEL_KEYS`, but ``unsure``).
 ANSWER_FIELDS = {name: {"$ref": f"#/components/schemas/{schema}"} for name, schema in (
     ("manufacturer", "ManufacturerResult"), ("family", "FamilyResult"), ("type", "TypeResult"),
-    ("answer", "Answer"), ("aircraft", "Aircraft"), ("box", "Box"))}
+    ("answer", "Answer"), ("aircraft", "Aircraft"), ("box", "Box"), ("registration", "Registration"))}
 
 
 #: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
@@ -64,7 +64,7 @@ SCHEMAS: dict[str, dict] = {
         "P(type | manufacturer) reaches the type threshold (else null: the answer "
         "stops at the family); `joint_probability` P(manufacturer) x P(type | manufacturer)", "B738"),
     "Answer": {
-        "type": "object", "required": ["level", "label", "text"],
+        "type": "object", "required": ["level", "label", "text", "source"],
         "description": "the answer at the level the model knows. `type`: a named ICAO type (label "
                        "`B77W`); `family`: the type is not sure enough (label `B777 family`); "
                        "`manufacturer`: no stage-2 model for it, in particular `Other`, another "
@@ -76,7 +76,26 @@ SCHEMAS: dict[str, dict] = {
                        "text": {"type": "string", "example": "Boeing B777 family",
                                 "description": 'the answer in words: "Boeing B77W", "Boeing B777 family", '
                                                '"Airbus", "another manufacturer (not Airbus or Boeing)" '
-                                               'or "not an aircraft"'}},
+                                               'or "not an aircraft"'},
+                       "source": {"type": "string", "enum": ["image", "registration"],
+                                  "description": "`registration`: the type is the registry's for the "
+                                                 "registration painted on the aircraft (asked with "
+                                                 "`?registration=1`); `image`: the classifier's"}},
+    },
+    "Registration": {
+        "type": "object", "nullable": True, "required": ["text", "icao_type", "description", "box", "agrees"],
+        "description": "the registration read on the aircraft and found in the registry (asked with "
+                       "`?registration=1`); null when not asked, when the server has no registry "
+                       "(`/metadata`), or when no text on the image is a registration the registry knows",
+        "properties": {
+            "text": {"type": "string", "example": "D-ABYI", "description": "as the registry writes it"},
+            "icao_type": {"type": "string", "example": "B748", "description": "the registry's ICAO type designator"},
+            "description": {"type": "string", "example": "BOEING 747-8"},
+            "box": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer", "minimum": 0},
+                    "description": "the text's `[left, top, right, bottom]` in the uploaded image's pixels"},
+            "agrees": {"type": "boolean", "description": "the registry's manufacturer is the answer's; false: "
+                                                          "a sure image answer disagrees (a re-used "
+                                                          "registration or a misread), and the answer is the image's"}},
     },
     "Aircraft": {
         "type": "object", "required": ["probability", "threshold"],
@@ -110,7 +129,7 @@ SCHEMAS: dict[str, dict] = {
     },
     "Prediction": {
         "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "aircraft", "box",
-                                       "unsure", "branches", "top_k"],
+                                       "unsure", "branches", "top_k", "registration"],
         "properties": {
             "file": {"type": "string", "description": "the image's name in the request"},
             **ANSWER_FIELDS,
@@ -136,13 +155,21 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "required": ["instances"],
         "properties": {"instances": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["b64"],
-            "properties": {"b64": {"type": "string", "format": "byte", "description": "base64 JPEG/PNG/WebP"}}}}},
+            "properties": {"b64": {"type": "string", "format": "byte", "description": "base64 JPEG/PNG/WebP"}}}},
+            "registration": {"type": "boolean", "description": "also read the registration (instead of "
+                                                               "`?registration=`)"}},
     },
 }
 
 PARAMETERS = {
     "top_k": {"name": "top_k", "in": "query", "description": "number of (manufacturer, type) pairs listed",
               "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3}},
+    "registration": {"name": "registration", "in": "query",
+                     "description": "1: also read the registration painted on the aircraft and look it up "
+                                    "in the registry (slower; null without a registry). A JSON body's "
+                                    "`registration` field, when given, decides instead",
+                     "schema": {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no", "on", "off"],
+                                "default": "0"}},
 }
 
 
@@ -164,16 +191,17 @@ def _json_body():
         raise APIError(400, "bad_json", "request body is not valid JSON") from None
 
 
-def _images_from_request() -> list[tuple[str, bytes]]:
-    """(name, encoded bytes) of every image in a POST body; raises APIError 400/415."""
+def _images_from_request() -> tuple[list[tuple[str, bytes]], bool]:
+    """(name, encoded bytes) of every image in a POST body, and whether the registration is asked
+    for (a JSON body's ``registration`` field, else ``?registration=``); raises APIError 400/415."""
     ctype = (request.mimetype or "").lower()
     if ctype == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
             raise APIError(400, "missing_field", "multipart body has no 'image' file field")
-        return [(f.filename or f"image{i}", f.read()) for i, f in enumerate(files)]
+        return [(f.filename or f"image{i}", f.read()) for i, f in enumerate(files)], inference.wants_registration()
     if ctype in RAW_IMAGE_TYPES:
-        return [("body", request.get_data())]
+        return [("body", request.get_data())], inference.wants_registration()
     if ctype == "application/json":
         doc = _json_body()
         instances = doc.get("instances") if isinstance(doc, dict) else None
@@ -185,15 +213,16 @@ def _images_from_request() -> list[tuple[str, bytes]]:
             if not isinstance(b64, str):
                 raise APIError(400, "bad_json", f"instances[{i}] has no 'b64' string")
             out.append((f"instances[{i}]", inference.b64decode(b64, f"instances[{i}].b64")))
-        return out
+        return out, inference.wants_registration(doc.get("registration"))
     raise APIError(415, "unsupported_media_type",
                    "send multipart/form-data with an 'image' field, a raw image/jpeg|png|webp body, "
                    'or application/json {"instances": [{"b64": ...}]}')
 
 
-def classify(images: list[tuple[str, bytes]], top_k: int) -> dict:
-    """Decode, classify and wrap results with model version and timing (the native answer)."""
-    return inference.native_body(inference.run(images, top_k))
+def classify(images: list[tuple[str, bytes]], top_k: int, read: bool = False) -> dict:
+    """Decode, classify (reading registrations when ``read``) and wrap results with model version
+    and timing (the native answer)."""
+    return inference.native_body(inference.run(images, top_k, read=read))
 
 
 @bp.post("/predict")
@@ -218,6 +247,7 @@ def predict_post():
         WebP.
       parameters:
         - top_k
+        - registration
       requestBody:
         required: true
         content:
@@ -250,7 +280,8 @@ def predict_post():
         "503": {$ref: "#/components/responses/NotReady"}
     """
     top_k = _top_k()
-    return jsonify(classify(_images_from_request(), top_k))
+    images, read = _images_from_request()
+    return jsonify(classify(images, top_k, read=read))
 
 
 def resolve_under_root(rel: str) -> Path:
@@ -296,6 +327,7 @@ def predict_get():
           schema: {type: string}
           description: http(s) URL of an image (when URL fetching is enabled)
         - top_k
+        - registration
       responses:
         "200":
           description: the prediction
@@ -311,6 +343,7 @@ def predict_get():
         "504": {$ref: "#/components/responses/GatewayTimeout"}
     """
     top_k = _top_k()
+    read = inference.wants_registration()
     url = request.args.get("url")
     rel = request.args.get("path")
     if url is not None and rel is not None:
@@ -320,9 +353,9 @@ def predict_get():
             raise APIError(403, "url_fetch_disabled",
                            "fetching images by URL is disabled on this server (PLANESPOTTER_URL_FETCH)")
         data = fetch.fetch(url, fetch.URLPolicy.from_config(current_app.config))
-        return jsonify(classify([(url, data)], top_k))
+        return jsonify(classify([(url, data)], top_k, read=read))
     target = resolve_under_root(rel or "")
-    return jsonify(classify([(rel, target.read_bytes())], top_k))
+    return jsonify(classify([(rel, target.read_bytes())], top_k, read=read))
 
 
 @functools.lru_cache(maxsize=4)

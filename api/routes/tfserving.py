@@ -45,13 +45,15 @@ SCHEMAS: dict[str, dict] = {
                        '(a named input `{"image": {"b64": ...}}` is accepted in both)',
         "properties": {"signature_name": {"type": "string", "enum": ["serving_default"]},
                        "instances": {"type": "array", "items": {"type": "object"}},
-                       "inputs": {}},
+                       "inputs": {},
+                       "registration": {"type": "boolean", "description": "also read the registration"}},
     },
     "FlatOutputs": {
         "type": "object",
         "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
                      "type_probability", "answer", "joint_probability", "unsure", "answer_level", "answer_text",
-                     "aircraft_probability", "box"],
+                     "aircraft_probability", "box", "answer_source", "registration", "registration_icao_type",
+                     "registration_agrees", "registration_box"],
         "description": "one image's outputs (OIP v2 infer, TF Serving predict); a level the answer does not "
                        'reach is "" with probability 0.0',
         "properties": {"manufacturer": {"type": "string", "description": '"" for answer level `none`'},
@@ -68,7 +70,15 @@ SCHEMAS: dict[str, dict] = {
                                                                "when the version has no localizer"},
                        "box": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer"},
                                "description": "[left, top, right, bottom] in the uploaded image's pixels; "
-                                              "[-1, -1, -1, -1] when the answer came from the whole image"}},
+                                              "[-1, -1, -1, -1] when the answer came from the whole image"},
+                       "answer_source": {"type": "string", "enum": ["image", "registration"]},
+                       "registration": {"type": "string", "example": "D-ABYI",
+                                        "description": '"" when no registration was read'},
+                       "registration_icao_type": {"type": "string", "example": "B748"},
+                       "registration_agrees": {"type": "boolean"},
+                       "registration_box": {"type": "array", "minItems": 4, "maxItems": 4,
+                                            "items": {"type": "integer"},
+                                            "description": "the text's box; [-1, -1, -1, -1] when none"}},
     },
     "TfPredictResponse": {
         "type": "object", "required": ["model_version"],
@@ -131,6 +141,7 @@ def predict(name):
       summary: Classify images (TF Serving REST predict, row or columnar format)
       parameters:
         - model_name
+        - registration
       requestBody:
         required: true
         content:
@@ -142,7 +153,10 @@ def predict(name):
             `predictions` (row format) or `outputs` (columnar format), the outputs of OIP v2's
             infer: `answer_level` (`type`, `family`, `manufacturer`, `none`), `answer_text`,
             `aircraft_probability` (-1.0 without a localizer), `box` ([left, top, right, bottom]
-            or four -1 without a crop), and `manufacturer` "" for level `none`
+            or four -1 without a crop), and `manufacturer` "" for level `none`; `answer_source`
+            (`image` or `registration`), `registration`, `registration_icao_type` ("" when none
+            was read), `registration_agrees`, `registration_box` (four -1 when none). A top-level
+            `"registration": true` (or `?registration=1`) asks for the registration reading
           content:
             application/json:
               schema: {$ref: "#/components/schemas/TfPredictResponse"}
@@ -175,7 +189,8 @@ def predict(name):
     if not isinstance(items, list) or not items:
         raise APIError(400, "bad_json", "instances/inputs must be a non-empty list of {\"b64\": ...}")
     images = [(f"{'instances' if row else 'inputs'}[{i}]", _b64_item(it, f"[{i}]")) for i, it in enumerate(items)]
-    result = inference.run(images, current_app.config["TOP_K"])
+    read = inference.wants_registration(doc.get("registration"), "registration")
+    result = inference.run(images, current_app.config["TOP_K"], read=read)
     rows = [inference.flat_outputs(p) for p in result.predictions]
     if row:
         return jsonify(predictions=rows, model_version=result.model_version)

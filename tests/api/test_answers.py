@@ -103,7 +103,7 @@ def test_other_manufacturer_stops_at_the_manufacturer_level(feature_server, feat
     assert red["manufacturer"]["label"] == "Other" and red["manufacturer"]["probability"] > 0.99
     assert red["family"] == {"label": None, "probability": None, "joint_probability": None}
     assert red["type"] == {"label": None, "probability": None, "joint_probability": None}
-    assert red["answer"] == {"level": "manufacturer", "label": "Other", "text": OTHER_TEXT}
+    assert red["answer"] == {"level": "manufacturer", "label": "Other", "text": OTHER_TEXT, "source": "image"}
     assert not red["unsure"] and red["box"] is not None
     assert all(t["family"] is None and t["type"] is None for t in red["top_k"] if t["manufacturer"] == "Other")
     assert blue["manufacturer"]["label"] != "Other"
@@ -143,7 +143,10 @@ def test_oip_and_tf_serving_outputs_of_the_feature_model(feature_server, feature
                         json={"inputs": [{"b64": _b64(p)} for p in paths]}).json()["outputs"]
     assert [p["box"] for p in row] == [n["box"] for n in native] == col["box"]
     assert [p["answer_level"] for p in row] == [n["answer"]["level"] for n in native] == col["answer_level"]
-    assert list(row[0])[-4:] == ["answer_level", "answer_text", "aircraft_probability", "box"]
+    assert list(row[0])[-9:] == ["answer_level", "answer_text", "aircraft_probability", "box", "answer_source",
+                                 "registration", "registration_icao_type", "registration_agrees", "registration_box"]
+    assert all(p["registration"] == "" and p["registration_box"] == [-1] * 4 and p["answer_source"] == "image"
+               for p in row)  # not asked for
 
 
 def test_concurrent_requests_go_through_both_phases(feature_server, feature_image_dir):
@@ -170,7 +173,7 @@ def test_not_an_aircraft_everywhere(none_server, feature_image_dir):
     p = body["predictions"][0]
     assert body["manufacturer"] == {"label": None, "probability": None}
     assert body["family"]["label"] is None and body["type"]["label"] is None
-    assert body["answer"] == {"level": "none", "label": "none", "text": NONE_TEXT}
+    assert body["answer"] == {"level": "none", "label": "none", "text": NONE_TEXT, "source": "image"}
     assert body["aircraft"]["threshold"] == 1.0 and body["aircraft"]["probability"] < 1.0
     assert body["unsure"] is False and p["branches"]  # what the stages said is still listed
     r = requests.get(none_server.url + "/names", timeout=60)

@@ -101,7 +101,7 @@ def test_a_gate_only_version_answers_in_one_phase_equal_to_the_pipeline(gate_onl
     the batch: the answers are those of Pipeline.predict, with the gate's probability."""
     eng = Engine(str(gate_only_dir), max_batch_size=8, max_batch_wait_ms=5, warmup=False).start(background=False)
     assert eng.pipeline.has_localizer and not eng.two_phase
-    assert eng.pipeline.stages == ["decode", "gate", "classify"]
+    assert eng.pipeline.stages[:3] == ["decode", "gate", "classify"]  # then "read" when a registry is loaded
     paths = sorted(feature_image_dir.iterdir())
     batch = [eng.pipeline.prepare(p) for p in paths]
     assert all(b.x is not None and b.x_loc is not None and b.aircraft is None for b in batch)

@@ -27,10 +27,10 @@ def test_predict_multipart_real_jpeg(server, smoke_photos):
     if body["type"]["label"] is not None:  # named only when confident (type threshold 0.34)
         assert body["type"]["label"] in expected_types and body["type"]["probability"] >= 0.34
         assert body["answer"] == {"level": "type", "label": body["type"]["label"],
-                                  "text": f"{m} {body['type']['label']}"}
+                                  "text": f"{m} {body['type']['label']}", "source": "image"}
     else:
         label = body["family"]["label"] + " family"
-        assert body["answer"] == {"level": "family", "label": label, "text": f"{m} {label}"}
+        assert body["answer"] == {"level": "family", "label": label, "text": f"{m} {label}", "source": "image"}
     assert body["aircraft"] == {"probability": None, "threshold": None} and body["box"] is None  # no localizer
     assert isinstance(body["unsure"], bool)
     assert body["predictions"][0]["file"] == photo.name
@@ -119,4 +119,5 @@ def test_metadata(server):
     assert body["labels"]["types"]["Boeing"] == ["B738", "B744", "B777 family"]
     assert body["labels"]["families"]["Boeing"]["B777 family"] == "B777"
     assert len(body["preprocessing"]["reference_sha256"]) == 64
-    assert body["stages"] == ["decode", "classify"]  # the tiny version: no localizer, no TTA
+    # the tiny version: no localizer, no TTA; the registration reader when a registry is loaded
+    assert body["stages"] == ["decode", "classify"] + (["read"] if body["registration"]["available"] else [])

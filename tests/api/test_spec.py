@@ -36,7 +36,7 @@ def test_components_come_from_the_route_modules(app):
     for module in (spec, health, meta, predict, oip, tfserving):
         for name in module.SCHEMAS:
             assert schemas[name] is module.SCHEMAS[name]
-    assert set(parameters) == {"top_k", "model_name"}
+    assert set(parameters) == {"top_k", "model_name", "registration"}
     assert "PredictResponse" in predict.SCHEMAS and "OipInferRequest" in oip.SCHEMAS
     assert "TfPredictResponse" in tfserving.SCHEMAS and "Metadata" in meta.SCHEMAS
 

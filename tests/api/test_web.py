@@ -1,6 +1,6 @@
 """The web page at ``/`` end to end in real headless Chromium (Debian's chromium + chromedriver,
-driven by Selenium): upload a photo, drop a generated one, show an error; screenshot saved to
-``reports/api/webpage.png``."""
+driven by Selenium): upload a photo, drop a generated one, show an error, read a registration;
+screenshots in ``reports/api/`` (``webpage.png`` ...)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from client.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -213,3 +215,118 @@ def test_old_version_page_says_whole_photo(server, smoke_photos, browser):
     assert not browser.find_element(By.ID, "aircraft").is_displayed()
     api = _api(server, smoke_photos[0])
     assert _text(browser, "answer-text") == api["answer"]["text"]
+
+
+REG_SCREENSHOT = SCREENSHOT.with_name("webpage_registration.png")
+
+REG_BOX_JS = """
+const img = document.getElementById('preview'), i = img.getBoundingClientRect();
+const b = document.getElementById('reg-box').getBoundingClientRect();
+return {img: [i.left, i.top, i.width, i.height], box: [b.left, b.top, b.width, b.height],
+        natural: [img.naturalWidth, img.naturalHeight],
+        label: document.getElementById('reg-box-label').textContent,
+        requests: performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.includes('predict'))};
+"""
+
+
+@pytest.fixture(scope="module")
+def registration_png(tmp_path_factory):
+    """A white 1200x500 PNG with ``D-ABYI`` in black (PIL's default font at 120 px), checked to be
+    read by the registration reader against the configured registry; returns (path, registry path)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from model.reader import RegistrationReader
+    from model.registry import load_configured
+
+    registry = load_configured()
+    if registry is None:
+        pytest.skip("no registry (PLANESPOTTER_REGISTRY, or ../shared/data/aircraft-registry/registry.csv.gz)")
+    img = Image.new("RGB", (1200, 500), "white")
+    ImageDraw.Draw(img).text((150, 180), "D-ABYI", fill="black", font=ImageFont.load_default(size=120))
+    reading = RegistrationReader(registry).read(img)
+    assert reading is not None and reading.text == "D-ABYI" and reading.entry.icao_type == "B748", reading
+    path = tmp_path_factory.mktemp("registration") / "d-abyi.png"
+    img.save(path)
+    return path, registry.path
+
+
+@pytest.fixture(scope="module")
+def registration_server(tiny_model_dir, registration_png):
+    """gunicorn serving the tiny model (no localizer: no aircraft box, the whole photo is read)
+    with the registry of :func:`registration_png`."""
+    srv = Server(tiny_model_dir, env={"PLANESPOTTER_REGISTRY": str(registration_png[1])})
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_registration_read_and_boxed(registration_server, registration_png, browser, tmp_path):
+    """Tick "Read the registration": the page posts ``?registration=1``, shows the registration,
+    its registry type and whether it agrees with the image, and draws its box (labelled with the
+    text) over the scaled photo where the API says; a photo without one says "No registration
+    read"; unticked, nothing is read."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    path = registration_png[0]
+    with path.open("rb") as f:
+        api = requests.post(registration_server.url + "/predict?registration=1",
+                            files={"image": (path.name, f.read(), "image/png")}, timeout=120).json()
+    p = api["predictions"][0]
+    reg = p["registration"]
+    assert reg is not None and reg["text"] == "D-ABYI" and reg["icao_type"] == "B748", api
+    assert p["answer"]["source"] in ("image", "registration")
+
+    browser.get(registration_server.url + "/")
+    tick = browser.find_element(By.ID, "read-registration")
+    assert not tick.is_selected()
+    assert "Read the registration (slower)" in browser.find_element(By.ID, "drop").text
+    tick.click()
+    assert tick.is_selected()
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    _wait(browser, lambda d: _text(d, "status") == f"Done: {path.name}", timeout=120)
+    assert browser.find_element(By.ID, "registration").is_displayed()
+    assert _text(browser, "registration-text") == "D-ABYI"
+    assert _text(browser, "registration-type") == f"ICAO type B748 · {reg['description']}"
+    agrees = browser.find_element(By.ID, "registration-agrees")
+    assert agrees.get_attribute("data-agrees") == str(reg["agrees"]).lower()
+    assert agrees.text.startswith("Agrees with the image: " + ("yes" if reg["agrees"] else "no"))
+    source = _text(browser, "registration-source")
+    if p["answer"]["source"] == "registration":
+        assert "type comes from the registration" in source
+        assert "from the registration D-ABYI" in _text(browser, "answer-note")
+        assert _text(browser, "type") == "B748" and _text(browser, "answer") == "B748"
+    else:
+        assert source == "The type comes from the image."
+    assert _text(browser, "answer") == p["answer"]["label"]
+
+    _wait(browser, lambda d: d.find_element(By.ID, "reg-box").is_displayed())
+    g = browser.execute_script(REG_BOX_JS)
+    assert any(n.endswith("registration=1") for n in g["requests"]), g["requests"]
+    assert g["label"] == "D-ABYI" and browser.find_element(By.ID, "reg-box-label").is_displayed()
+    with Image.open(path) as im:
+        assert g["natural"] == list(im.size)
+    box = reg["box"]
+    (il, it, iw, ih), (bl, bt, bw, bh) = g["img"], g["box"]
+    assert iw < g["natural"][0]  # drawn scaled
+    sx, sy = iw / g["natural"][0], ih / g["natural"][1]
+    expected = [il + box[0] * sx, it + box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy]
+    assert [bl, bt, bw, bh] == pytest.approx(expected, abs=1.5), (g, box)
+    assert f"Green box: the registration D-ABYI ({box[0]}, {box[1]}" in _text(browser, "reg-box-caption")
+    assert browser.find_element(By.ID, "box").is_displayed() == (p["box"] is not None)
+    REG_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(REG_SCREENSHOT))
+
+    blank = tmp_path / "blank.png"  # asked, nothing to read
+    Image.new("RGB", (320, 200), (40, 90, 160)).save(blank)
+    browser.find_element(By.ID, "file").send_keys(str(blank))
+    _wait(browser, lambda d: _text(d, "status") == f"Done: {blank.name}", timeout=120)
+    assert _text(browser, "registration-text") == "No registration read"
+    assert not browser.find_element(By.ID, "reg-box").is_displayed()
+
+    _upload(browser, registration_server, path)  # a fresh page: unticked, not read
+    assert not browser.find_element(By.ID, "read-registration").is_selected()
+    assert not browser.find_element(By.ID, "registration").is_displayed()
+    assert not browser.find_element(By.ID, "reg-box").is_displayed()

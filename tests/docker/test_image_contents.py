@@ -96,3 +96,28 @@ def test_no_ca_secret_cache_wheel_or_compiler_in_any_layer(request, docker, base
         grep = subprocess.run(["grep", "-rlF", "--devices=skip", *sum((["-e", m] for m in markers), []),
                                *map(str, dirs)], capture_output=True, text=True)
         assert grep.returncode == 1, f"local CA found in {image}'s layers: {grep.stdout[:2000]}{grep.stderr[:500]}"
+
+
+OCR_PROBE = """
+import json, cv2
+from PIL import Image, ImageDraw, ImageFont
+from rapidocr_onnxruntime import RapidOCR
+from model.reader import RegistrationReader
+RapidOCR()
+img = Image.new("RGB", (1200, 500), "white")
+ImageDraw.Draw(img).text((150, 180), "D-ABYI", fill="black", font=ImageFont.load_default(size=120))
+print(json.dumps({"cv2": cv2.__version__, "lines": RegistrationReader(registry=None).lines(img)}))
+"""
+
+
+@pytest.mark.parametrize("image_fixture", ["cpu_image", "gpu_image"])
+def test_registration_reader_ocr_loads_in_the_image(request, docker, image_fixture):
+    """opencv-python (rapidocr-onnxruntime's) finds libGL.so.1 and libglib-2.0 in the slim image,
+    the PP-OCR models ship in the wheel (no download: run without a network), and the reader reads
+    a line, as the server runs it: non-root, read-only root filesystem, tmpfs /tmp."""
+    image = request.getfixturevalue(image_fixture)
+    out = docker("run", "--rm", "--label", "org.planespotter.test=1", "--network", "none", "--read-only",
+                 "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c", OCR_PROBE, timeout=300).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["cv2"].startswith("4.")
+    assert [text for text, _score, _box in found["lines"]] == ["D-ABYI"], found

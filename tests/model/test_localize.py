@@ -129,7 +129,7 @@ def test_cascade_answers_not_an_aircraft_and_another_manufacturer(localizer):
     scene = Image.new("RGB", (900, 500), (150, 185, 225))
     scene.paste(pp.decode_image(sorted(SMOKE.glob("boeing_737-800*.jpg"))[0]).resize((300, 210)), (550, 60))
     none, plane = Pipeline(boeing).predict([ball, scene])
-    assert none["answer"] == {"level": "none", "label": "none", "text": NONE_TEXT}
+    assert none["answer"] == {"level": "none", "label": "none", "text": NONE_TEXT, "source": "image"}
     assert none["manufacturer"]["label"] is None and none["aircraft"]["probability"] < 0.05
     assert not none["unsure"]
     assert plane["answer"]["level"] == "type" and plane["manufacturer"]["label"] == "Boeing"
@@ -139,7 +139,7 @@ def test_cascade_answers_not_an_aircraft_and_another_manufacturer(localizer):
     other = Cascade(_Const([0.05, 0.05, 0.9]), {"Boeing": _Const([0.9, 0.1])}, labels, spec, "v", 0.6,
                     localizer=localizer, aircraft_threshold=0.05)
     res = Pipeline(other).predict([scene])[0]
-    assert res["answer"] == {"level": "manufacturer", "label": "Other", "text": OTHER_TEXT}
+    assert res["answer"] == {"level": "manufacturer", "label": "Other", "text": OTHER_TEXT, "source": "image"}
     assert res["family"]["label"] is None and res["type"]["label"] is None
 
 

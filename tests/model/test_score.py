@@ -123,7 +123,9 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
     for p in feature_image_dir.iterdir():
         shutil.copy(p, images / p.name)
     (images / "broken.jpg").write_bytes((feature_image_dir / "exif6.jpg").read_bytes()[:300])
-    assert list(SCORE_COLUMNS[-4:]) == ["answer_level", "answer_text", "aircraft_probability", "box"]
+    assert list(SCORE_COLUMNS[12:16]) == ["answer_level", "answer_text", "aircraft_probability", "box"]
+    assert list(SCORE_COLUMNS[16:]) == ["answer_source", "registration", "registration_icao_type",
+                                        "registration_agrees", "registration_box"]
     assert list(SCORE_COLUMNS[:12]) == ["file", "manufacturer", "manufacturer_probability", "family",
                                         "family_probability", "type", "type_probability", "answer",
                                         "joint_probability", "unsure", "model_version", "error"]
@@ -182,7 +184,7 @@ def test_the_forward_limit_pays_for_the_localizer_too(feature_model_dir, monkeyp
     monkeypatch.setattr(localize, "run", lambda m, xl: shapes.append(xl.shape) or real(m, xl))
     preds = bench.model_forward(c, x)
     assert shapes == [(3, c.localizer_size, c.localizer_size, 3)]
-    assert [p["answer"] for p in preds] == [p["answer"] for p in c.predict(x, top_k=1)]
+    assert [p["answer"] for p in preds] == [{**p["answer"], "source": "image"} for p in c.predict(x, top_k=1)]
     assert bench.forward_limit(c, x, batch_size=2, min_images=4) > 0 and len(shapes) == 1 + 1 + 2
 
 
