@@ -54,7 +54,8 @@ PORT      ?= 8000
 SMOKE_DIR ?= $(SHARED)/data/smoke-airliners
 
 # Debian packages: headless EGL/Mesa for the CPU renderer; python venv support.
-APT_PKGS := python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1
+# libgl1, libglib2.0-0: OpenCV (the registration reader's OCR) loads them on import.
+APT_PKGS := python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libgl1 libglib2.0-0
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -167,9 +168,21 @@ serve: venv  ## run the API in the foreground on PORT (default 8000)
 	  $(VENV)/bin/gunicorn -c python:api.gunicorn_conf "api:create_app()"
 
 .PHONY: score
-score: venv  ## batch-score a folder: make score IMAGES=<dir> OUT=<csv>
-	@test -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make score IMAGES=<dir> OUT=<csv>" >&2; exit 2; }
-	$(PY) -m model score --images "$(IMAGES)" --out "$(OUT)" --model-dir $${PLANESPOTTER_MODEL_DIR:-$(LATEST)}
+score: venv  ## batch-score a folder: make score IMAGES=<dir> OUT=<csv> [REGISTRATION=1: also read registrations]
+	@test -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make score IMAGES=<dir> OUT=<csv> [REGISTRATION=1]" >&2; exit 2; }
+	$(PY) -m model score --images "$(IMAGES)" --out "$(OUT)" --model-dir $${PLANESPOTTER_MODEL_DIR:-$(LATEST)} \
+	  $(if $(filter 1 true yes,$(REGISTRATION)),--registration)
+
+# The registration reader's registry (model/registry.py): PLANESPOTTER_REGISTRY, else
+# data/external/registry.csv.gz (make registry), else ../shared/data/aircraft-registry when present.
+REGISTRY_OUT ?= data/external/registry.csv.gz
+.PHONY: registry eval-registration
+registry: venv  ## download a current public registry (tar1090-db / Mictronics) to data/external/registry.csv.gz
+	$(PY) -m model registry --out $(REGISTRY_OUT)
+
+eval-registration: $(REAL_OUT)/metadata.csv | venv  ## the registration reader's read rate, precision, type top-1 gain, speed: reports/registration.json + .md
+	time $(PY) -m model.registration_eval --model-dir $(LATEST) --metadata $(REAL_OUT)/metadata.csv \
+	  --out $(REPORTS)/registration.json --throughput
 
 .PHONY: train-r-original
 train-r-original: venv  ## the R original's recipe exactly (VGG16 150 px, 100x100 steps): WEIGHTS=imagenet|none|<h5>

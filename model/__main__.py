@@ -23,7 +23,8 @@ from .data import DatasetError
 from .io import ModelLoadError
 from .pipeline import Pipeline
 from .registry import ENV as REGISTRY_ENV
-from .registry import RegistryError, load_configured
+from .registry import TAR1090_URL, RegistryError, load_configured
+from .registry import download as download_registry
 from .score import score_folder
 from .training import tracking
 from .training.config import TrainConfig
@@ -120,6 +121,18 @@ def _score(args) -> int:
                            num_shards=args.num_shards, shard_index=args.shard_index,
                            progress=not args.no_progress, read=args.registration)
     print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def _registry(args) -> int:
+    import requests  # deferred: only this command downloads
+
+    try:
+        n = download_registry(args.out, url=args.url)
+    except (requests.RequestException, RegistryError) as e:
+        print(f"error: cannot download the registry from {args.url}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {n} registrations (used by default; or PLANESPOTTER_REGISTRY={args.out})", file=sys.stderr)
     return 0
 
 
@@ -248,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registration", action="store_true",
                    help=f"also read each aircraft's registration (needs a registry: ${REGISTRY_ENV})")
     s.set_defaults(func=_score)
+
+    g = sub.add_parser("registry", help="download a current public registry (registration -> ICAO type)")
+    g.add_argument("--out", default="data/external/registry.csv.gz")
+    g.add_argument("--url", default=TAR1090_URL, help="tar1090-db's aircraft.csv.gz (semicolon CSV, gzip)")
+    g.set_defaults(func=_registry)
 
     i = sub.add_parser("info", help="print a version's manifest, labels and preprocessing")
     i.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)

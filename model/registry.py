@@ -3,8 +3,9 @@
 A registry is a CSV (or gzip-compressed CSV, ``.gz``) whose first two columns are the
 registration as painted and the ICAO Doc 8643 type designator; an optional third column is a
 description in words (``D-ABYI,B748,BOEING 747-8``). The first row is a header. Which file:
-``PLANESPOTTER_REGISTRY`` when set (empty: no registry), else :data:`DEFAULT_REGISTRY` when it
-exists, else none — and without a registry the registration reader is off.
+``PLANESPOTTER_REGISTRY`` when set (empty: no registry), else :data:`DOWNLOADED_REGISTRY` (what
+``make registry`` wrote) when it exists, else :data:`DEFAULT_REGISTRY` when it exists, else none —
+and without a registry the registration reader is off.
 
 ``make registry`` writes ``data/external/registry.csv.gz`` from a current public database
 (:func:`convert_tar1090`), where the internet is reachable.
@@ -27,6 +28,8 @@ from .registration import key
 
 #: The offline default: the registry in the team's shared data (read in place, never copied).
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aircraft-registry" / "registry.csv.gz"
+#: Where ``make registry`` writes a downloaded registry (preferred over the shared one when present).
+DOWNLOADED_REGISTRY = Path(__file__).resolve().parents[1] / "data" / "external" / "registry.csv.gz"
 #: Environment variable naming the registry file (empty: reading off).
 ENV = "PLANESPOTTER_REGISTRY"
 #: ICAO Doc 8643's placeholder designators for "no designator assigned": not a type.
@@ -119,11 +122,12 @@ class Registry:
 
 def configured_path() -> Path | None:
     """The registry file this process uses: ``$PLANESPOTTER_REGISTRY`` when set (an empty value
-    switches reading off), else :data:`DEFAULT_REGISTRY` when present, else ``None``."""
+    switches reading off), else :data:`DOWNLOADED_REGISTRY` or :data:`DEFAULT_REGISTRY`, the
+    first present, else ``None``."""
     raw = os.environ.get(ENV)
     if raw is not None:
         return Path(raw) if raw.strip() else None
-    return DEFAULT_REGISTRY if DEFAULT_REGISTRY.is_file() else None
+    return next((p for p in (DOWNLOADED_REGISTRY, DEFAULT_REGISTRY) if p.is_file()), None)
 
 
 def load_configured() -> Registry | None:
@@ -139,6 +143,21 @@ def load_configured() -> Registry | None:
 #: A current public registry: the Mictronics database as tar1090-db packages it (semicolon
 #: CSV, no header: ICAO 24-bit address; registration; type; flags; description; ...).
 TAR1090_URL = "https://raw.githubusercontent.com/wiedehopf/tar1090-db/csv/aircraft.csv.gz"
+
+
+def download(out: str | os.PathLike, url: str = TAR1090_URL, timeout: float = 120.0) -> int:
+    """Download tar1090-db's ``aircraft.csv.gz`` from ``url`` and write it as a registry at
+    ``out`` (:func:`convert_tar1090`). Returns the number of registrations.
+
+    Raises:
+        requests.RequestException: the download failed (no internet, HTTP error).
+        RegistryError: the download is not such a file.
+    """
+    import requests  # deferred: only this command downloads
+
+    resp = requests.get(url, timeout=timeout, headers={"User-Agent": "planespotter (make registry)"})
+    resp.raise_for_status()
+    return convert_tar1090(resp.content, out)
 
 
 def convert_tar1090(data: bytes, out: str | os.PathLike) -> int:

@@ -328,13 +328,17 @@ ps_preprocess_image <- function(cascade, img, box = NULL, dct_scale = 1L) {
   pp$scale(pp$to_uint8(img, cascade$py_spec, py_box, dct_scale = as.integer(dct_scale)), cascade$py_spec)
 }
 
-#' Decode, locate, crop and classify encoded images or paths in one batch
-#' (model.pipeline.Pipeline.predict): the localizer phase only for a version with one.
+#' Decode, locate, crop, read and classify encoded images or paths in one batch
+#' (model.pipeline.Pipeline.predict): the localizer phase only for a version with one, the
+#' registration reader only when asked and loaded (cascade$reader, ps_load_reader).
 #'
 #' @param sources list of raw vectors (encoded images) or file paths.
-#' @return ps_predict()'s list, one element per image. Errors with a "ps_decode_error"
-#'   condition (field code) on an image that does not decode.
-ps_predict_images <- function(cascade, sources, top_k = 3L) {
+#' @param read read each image's registration (ps_read_registration, inside its box when there
+#'   is one); ignored when cascade$reader is NULL.
+#' @return ps_predict()'s list joined to the readings by ps_fuse (answer$source, registration),
+#'   one element per image. Errors with a "ps_decode_error" condition (field code) on an image
+#'   that does not decode.
+ps_predict_images <- function(cascade, sources, top_k = 3L, read = FALSE) {
   decoded <- lapply(sources, function(src) ps_decode_for_crop(cascade, src))
   boxes <- NULL
   aircraft <- NULL
@@ -347,17 +351,114 @@ ps_predict_images <- function(cascade, sources, top_k = 3L) {
   }
   x <- .np()$stack(lapply(seq_along(decoded), function(i)
     ps_preprocess_image(cascade, decoded[[i]]$img, boxes[[i]], decoded[[i]]$scale)))
-  ps_predict(cascade, x, top_k = top_k, boxes = boxes, aircraft = aircraft)
+  readings <- lapply(seq_along(sources), function(i) if (read) ps_read_registration(cascade, sources[[i]], boxes[[i]]))
+  results <- ps_predict(cascade, x, top_k = top_k, boxes = boxes, aircraft = aircraft)
+  lapply(seq_along(results), function(i) ps_fuse(results[[i]], readings[[i]]))
 }
 
 #' The inference pipeline's stages of a loaded version, in order (model.pipeline.Pipeline.stages):
 #' "decode", "gate" (a localizer), "crop" (a localizer with a crop rule), "classify",
-#' "tta:<kind>".
+#' "tta:<kind>", "read" (a registration reader: cascade$reader, ps_load_reader).
 ps_stages <- function(cascade) {
   out <- "decode"
   if (!is.null(cascade$localizer)) out <- c(out, "gate")
   if (!is.null(cascade$crop_rule)) out <- c(out, "crop")
   out <- c(out, "classify")
   if (!is.null(cascade$tta)) out <- c(out, paste0("tta:", cascade$tta))
+  if (!is.null(cascade$reader)) out <- c(out, "read")
   out
+}
+
+# ---------------------------------------------------------------- the registration reader
+
+#' The registration reader of the configured registry, as Pipeline.load(..., registry =
+#' model.registry.load_configured()) holds it (through reticulate): model.reader.RegistrationReader
+#' on the file named by PLANESPOTTER_REGISTRY (empty: none), else the shared default when present.
+#' Store it as cascade$reader (NULL: registrations are not read).
+#'
+#' @return the Python RegistrationReader, or NULL when no registry is configured.
+#' Errors (model.registry.RegistryError, naming the file) on a configured file that is not a registry.
+ps_load_reader <- function() {
+  registry <- reticulate::import("model.registry", convert = FALSE)$load_configured()
+  if (inherits(registry, "python.builtin.NoneType")) return(NULL)
+  reticulate::import("model.reader", convert = FALSE)$RegistrationReader(registry)
+}
+
+#' Read the registration painted on one upload (model.pipeline.Pipeline.read): the upload decoded
+#' again with its longest side near model.reader.MAX_SIDE (dataset.decode.decode_scaled with
+#' min_size MAX_SIDE / 2 square: a large JPEG at a reduced DCT scale), then
+#' RegistrationReader.read inside `box` or on the whole image, through reticulate.
+#'
+#' @param source a raw vector (encoded image) or a file path.
+#' @param box integer c(left, top, right, bottom): the aircraft's box in the uploaded image's
+#'   pixels (ps_locate), or NULL (the whole image).
+#' @return ps_reading()'s list, or NULL: no registration the registry knows, or no reader.
+ps_read_registration <- function(cascade, source, box = NULL) {
+  if (is.null(cascade$reader)) return(NULL)
+  half <- as.integer(reticulate::py_to_r(reticulate::import("model.reader", convert = FALSE)$MAX_SIDE)) %/% 2L
+  src <- .py_source(source)
+  d <- reticulate::import("dataset.decode", convert = FALSE)$decode_scaled(src, min_size = reticulate::tuple(half, half))
+  img <- reticulate::py_get_item(d, 0L)
+  size <- as.integer(unlist(reticulate::py_to_r(img$size)))
+  full <- if (reticulate::py_to_r(reticulate::py_get_item(d, 1L)) == 1L) size
+          else as.integer(unlist(reticulate::py_to_r(reticulate::import("model.localize", convert = FALSE)$full_size(src))))
+  py_box <- if (is.null(box)) NULL else reticulate::r_to_py(as.list(as.integer(box)))
+  ps_reading(cascade$reader$read(img, py_box, scale = reticulate::tuple(full[1] / size[1], full[2] / size[2])))
+}
+
+#' A model.reader.Reading (Python, convert = FALSE) as an R list: text (the registration as
+#' the registry writes it), read (the OCR's characters), icao_type, description ("" when the
+#' registry has none), family (model.registry.Entry.family: NULL for other makers), manufacturer
+#' ("Airbus", "Boeing" or "Other": Entry.manufacturer), box (integer c(left, top, right, bottom)
+#' of the text line, uploaded pixels), score, corrections. NULL for Python's None.
+ps_reading <- function(reading) {
+  if (inherits(reading, "python.builtin.NoneType")) return(NULL)
+  get <- function(obj, name) reticulate::py_to_r(reticulate::py_get_attr(obj, name))
+  e <- reticulate::py_get_attr(reading, "entry")
+  list(text = get(reading, "text"), read = get(reading, "read"), icao_type = get(e, "icao_type"),
+       description = get(e, "description"), family = get(e, "family"), manufacturer = get(e, "manufacturer"),
+       box = as.integer(unlist(get(reading, "box"))), score = as.double(get(reading, "score")),
+       corrections = as.integer(get(reading, "corrections")))
+}
+
+PS_REGISTRATION_SOURCE <- "registration"  # model.reader.SOURCE
+
+#' Join a reading to one answer of ps_predict (model.reader.fuse).
+#'
+#' answer$answer gets source "image" (when it has none); registration is NULL without a
+#' reading, else list(text, icao_type, description, box, agrees), agrees: the registry's
+#' manufacturer is the answer's. When the registry's manufacturer agrees, or the answer is
+#' unsure and the registry names one of its branches, the answer becomes the registry's type:
+#' manufacturer (probability: that branch's, else NULL), family (ps_reading's family) and type
+#' from the registry with NULL probabilities, answer list(level = "type", label, text,
+#' source = "registration"), unsure FALSE, agrees TRUE. A level "none" answer never changes.
+#' Keys keep Python's order (registration last).
+#'
+#' @param answer one element of ps_predict()'s list.
+#' @param reading ps_reading()'s list, or NULL.
+ps_fuse <- function(answer, reading) {
+  if (is.null(answer$answer$source)) answer$answer$source <- "image"
+  if (is.null(reading)) {
+    answer["registration"] <- list(NULL)
+    return(answer)
+  }
+  m <- reading$manufacturer
+  mine <- answer$manufacturer$label
+  branch <- NULL  # the last branch of manufacturer m, as Python's {manufacturer: branch} keeps
+  for (b in answer$branches) if (identical(b$manufacturer, m)) branch <- b
+  answer["registration"] <- list(list(text = reading$text, icao_type = reading$icao_type,
+                                      description = reading$description, box = I(as.integer(reading$box)),
+                                      agrees = !is.null(mine) && identical(m, mine)))
+  if (answer$answer$level == "none") return(answer)
+  if (!(identical(m, mine) || (isTRUE(answer$unsure) && !is.null(branch)))) return(answer)
+  t <- reading$icao_type
+  answer$manufacturer <- list(label = m, probability = branch$manufacturer_probability)
+  answer$family <- list(label = reading$family, probability = NULL, joint_probability = NULL)
+  answer$type <- list(label = t, probability = NULL, joint_probability = NULL)
+  words <- if (m != "Other") paste(m, t) else if (nzchar(reading$description)) sprintf("%s (%s)", t, reading$description)
+           else t
+  answer$answer <- list(level = "type", label = t, text = words, source = PS_REGISTRATION_SOURCE)
+  answer$unsure <- FALSE
+  answer$registration$agrees <- TRUE
+  answer
 }

@@ -4,6 +4,7 @@
 #   source("r/client.R")
 #   ps_classify_file("http://127.0.0.1:8000", "photo.jpg")
 #   ps_classify_folder("http://127.0.0.1:8000", "photos/", batch_size = 16)
+#   ps_classify_file("http://127.0.0.1:8000", "photo.jpg", registration = TRUE)  # + the registration
 #   ps_metadata("http://127.0.0.1:8000"); ps_labels("http://127.0.0.1:8000")
 #
 # A non-2xx answer raises a condition of class "ps_http_error" with fields status, code (the
@@ -40,6 +41,7 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 .num <- function(x) if (is.null(x)) NA_real_ else as.numeric(x)
 .chr <- function(x) if (is.null(x)) NA_character_ else as.character(x)
 .box <- function(x) if (is.null(x)) NA_character_ else paste(as.integer(unlist(x)), collapse = " ")
+.lgl <- function(x) if (is.null(x)) NA else as.logical(x)
 
 # One row per prediction of a /predict answer.
 .ps_predictions_df <- function(doc) {
@@ -59,6 +61,10 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
                answer_text = .chr(p$answer$text),
                p_aircraft = .num(p$aircraft$probability),
                box = .box(p$box),
+               answer_source = .chr(p$answer$source),
+               registration = .chr(p$registration$text),
+               registration_icao_type = .chr(p$registration$icao_type),
+               registration_agrees = .lgl(p$registration$agrees),
                stringsAsFactors = FALSE)
   })
   do.call(rbind, rows)
@@ -70,6 +76,8 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #' @param paths character vector of JPEG/PNG/WebP files (at most 64, the server's limit).
 #' @param top_k number of (manufacturer, type) pairs the server ranks (1..50).
 #' @param timeout seconds.
+#' @param registration also read the registration painted on each aircraft (?registration=1;
+#'   slower): the server looks it up in its registry, when it has one.
 #' @return data.frame, one row per file in order: file (the name sent), manufacturer
 #'   ("Airbus", "Boeing", "Other" for another manufacturer; NA when the photo shows no
 #'   aircraft), p_manufacturer (calibrated probability in [0, 1]; NA with no aircraft), family
@@ -82,22 +90,29 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #'   "none": not an aircraft), answer_text (the answer in words: "Boeing B77W", "another
 #'   manufacturer (not Airbus or Boeing)", "not an aircraft"), p_aircraft (the localizer's
 #'   aircraft probability; NA for a version without one), box (the crop the answer came from,
-#'   "left top right bottom" in the image's pixels after EXIF rotation; NA for the whole image).
-ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120) {
+#'   "left top right bottom" in the image's pixels after EXIF rotation; NA for the whole image),
+#'   answer_source ("image", or "registration" when the type is the registry's for the
+#'   registration read on the aircraft), registration (the registration read and found in the
+#'   server's registry, e.g. "D-ABYI"; NA when not asked, without a registry, or none found),
+#'   registration_icao_type (the registry's ICAO type; NA likewise), registration_agrees (the
+#'   registry's manufacturer is the answer's; NA likewise).
+ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120, registration = FALSE) {
   if (!length(paths)) stop("no files to classify")
   missing <- paths[!file.exists(paths)]
   if (length(missing)) stop("no such file: ", paste(missing, collapse = ", "))
   body <- lapply(paths, function(p) httr::upload_file(p, type = .ps_mime(p)))
   names(body) <- rep("image", length(body))
-  resp <- httr::POST(paste0(sub("/$", "", url), "/predict"), query = list(top_k = as.integer(top_k)),
+  query <- list(top_k = as.integer(top_k))
+  if (isTRUE(registration)) query$registration <- 1L
+  resp <- httr::POST(paste0(sub("/$", "", url), "/predict"), query = query,
                      body = body, encode = "multipart", httr::timeout(timeout))
   .ps_predictions_df(.ps_json(resp))
 }
 
 #' Classify one image file; see ps_classify_files for the returned columns (one row).
-ps_classify_file <- function(url, path, top_k = 3L, timeout = 120) {
+ps_classify_file <- function(url, path, top_k = 3L, timeout = 120, registration = FALSE) {
   if (length(path) != 1L) stop("give exactly one file (ps_classify_folder does many)")
-  ps_classify_files(url, path, top_k = top_k, timeout = timeout)
+  ps_classify_files(url, path, top_k = top_k, timeout = timeout, registration = registration)
 }
 
 #' Classify every image in a folder, batch_size files per request.
@@ -105,10 +120,11 @@ ps_classify_file <- function(url, path, top_k = 3L, timeout = 120) {
 #' @param dir folder; files matching `pattern` (case-insensitive) are sent in sorted order.
 #' @param batch_size files per request (1..64).
 #' @param progress show a text progress bar (utils::txtProgressBar).
+#' @param registration also read each registration (see ps_classify_files).
 #' @return data.frame as ps_classify_files, plus `path` (the full file path), in sorted
 #'   file order; zero rows for a folder without images.
 ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern = PS_IMAGE_PATTERN,
-                               progress = FALSE, timeout = 120) {
+                               progress = FALSE, timeout = 120, registration = FALSE) {
   if (!dir.exists(dir)) stop("no such folder: ", dir)
   if (batch_size < 1L || batch_size > 64L) stop("batch_size must be between 1 and 64")
   paths <- sort(list.files(dir, pattern = pattern, ignore.case = TRUE, full.names = TRUE))
@@ -118,14 +134,16 @@ ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern =
                       icao_type = character(0), p_type = numeric(0), p_joint = numeric(0),
                       answer = character(0), unsure = logical(0), model_version = character(0),
                       answer_level = character(0), answer_text = character(0), p_aircraft = numeric(0),
-                      box = character(0), path = character(0),
+                      box = character(0), answer_source = character(0), registration = character(0),
+                      registration_icao_type = character(0), registration_agrees = logical(0),
+                      path = character(0),
                       stringsAsFactors = FALSE))
   }
   batches <- split(paths, ceiling(seq_along(paths) / batch_size))
   bar <- if (progress) utils::txtProgressBar(min = 0, max = length(paths), style = 3) else NULL
   done <- 0L
   out <- lapply(batches, function(b) {
-    df <- ps_classify_files(url, b, top_k = top_k, timeout = timeout)
+    df <- ps_classify_files(url, b, top_k = top_k, timeout = timeout, registration = registration)
     df$path <- b
     done <<- done + length(b)
     if (!is.null(bar)) utils::setTxtProgressBar(bar, done)

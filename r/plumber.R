@@ -7,6 +7,8 @@
 #   GET  /predict?path=     classify an image under PLANESPOTTER_IMAGE_ROOT
 #   POST /predict           multipart field `image` (one or several), a raw image/jpeg|png|webp
 #                           body, or JSON {"instances": [{"b64": ...}]}
+#                           (both: ?registration=1, or "registration": true in a JSON body, reads
+#                           the registration painted on the aircraft when a registry is loaded)
 #   GET  /ping, /healthz, /readyz, /metadata
 #   errors                  {"error": <code>, "message": <text>} with the same codes
 #
@@ -16,6 +18,9 @@
 # the request's whole images (one batch), each crop box, the classifier on the crops (one batch);
 # answer level "none" (not an aircraft) and "manufacturer" for Other, answer text, aircraft
 # gate and box in every /predict body; GET /names answers ["Other"] / ["none"] for those.
+# Every prediction carries answer.source ("image" | "registration") and registration (null, or
+# the registration read and the registry's type: model.reader through reticulate, joined to the
+# answer by ps_fuse, r/cascade.R), as model.pipeline.Pipeline.forward writes them.
 # Bodies are written by r/json.R (Python's json.dumps bytes) so they can be compared byte for
 # byte; see r/README.md for the differences that remain.
 #
@@ -23,7 +28,9 @@
 # (default "."), PLANESPOTTER_DEFAULT_IMAGE, PLANESPOTTER_THRESHOLD (0.6),
 # PLANESPOTTER_TOP_K (3), PLANESPOTTER_MAX_IMAGES_PER_REQUEST (64),
 # PLANESPOTTER_MAX_CONTENT_LENGTH (32 MiB, as api/config.py),
-# PLANESPOTTER_R_PREPROCESS (shared | keras | pure; default shared), RETICULATE_PYTHON.
+# PLANESPOTTER_R_PREPROCESS (shared | keras | pure; default shared), PLANESPOTTER_REGISTRY (the
+# aircraft registry, model.registry.load_configured: empty = reading off; default the shared
+# one when present), RETICULATE_PYTHON.
 # Started by r/serve.R (make r-serve PORT=...).
 
 .ps_r_dir <- Sys.getenv("PLANESPOTTER_R_DIR", "r")
@@ -48,6 +55,24 @@ CONFIG <- list(
 stopifnot(CONFIG$preprocess %in% PS_PREPROCESS_METHODS)
 
 CASCADE <- ps_load_cascade(CONFIG$model_dir)
+# model.registry.load_configured(), once, from the directory serve.R started in (a relative
+# PLANESPOTTER_REGISTRY); NULL: registrations are not read.
+CASCADE$reader <- local({
+  old <- setwd(Sys.getenv("PLANESPOTTER_R_LAUNCH_DIR", getwd()))
+  on.exit(setwd(old))
+  ps_load_reader()
+})
+# The reader's status in /readyz and /metadata (api.engine.Engine.registration): available, the
+# registry file (str of its path) and its number of entries; null/null without a registry.
+REGISTRATION <- if (is.null(CASCADE$reader)) {
+  list(available = FALSE, registry = NULL, entries = NULL)
+} else {
+  local({
+    reg <- reticulate::py_get_attr(CASCADE$reader, "registry")
+    list(available = TRUE, registry = reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$str(reg$path)),
+         entries = as.integer(reticulate::py_to_r(reg$size)))
+  })
+}
 MODEL_PATH <- normalizePath(CONFIG$model_dir, mustWork = TRUE)  # the version folder just loaded
 if (!is.null(CASCADE$localizer) && CONFIG$preprocess != "shared") {
   stop("PLANESPOTTER_R_PREPROCESS=", CONFIG$preprocess, " serves versions without a localizer only; ",
@@ -107,6 +132,48 @@ parse_top_k <- function(req) {
   as.integer(k)
 }
 
+# Python's repr() of a value parsed from JSON (jsonlite, simplifyVector = FALSE): 'text', 1,
+# 1.5, True/False, None, [..], {'key': ..}, for api.inference.wants_registration's message.
+py_value_repr <- function(x) {
+  if (is.null(x)) return("None")
+  if (is.list(x)) {
+    if (!is.null(names(x))) {
+      return(paste0("{", paste(vapply(seq_along(x), function(i) paste0(py_str_repr(names(x)[i]), ": ",
+                                                                       py_value_repr(x[[i]])), character(1)),
+                               collapse = ", "), "}"))
+    }
+    return(paste0("[", paste(vapply(x, py_value_repr, character(1)), collapse = ", "), "]"))
+  }
+  if (is.logical(x)) return(if (x) "True" else "False")
+  if (is.integer(x)) return(as.character(x))
+  if (is.double(x)) return(py_float_repr(x))
+  py_str_repr(x)
+}
+
+# ?registration= words (api.inference.TRUE_WORDS / FALSE_WORDS, case-insensitive).
+REGISTRATION_TRUE <- c("1", "true", "yes", "on")
+REGISTRATION_FALSE <- c("0", "false", "no", "off", "")
+
+# Whether the request asks for the registration reading (api.inference.wants_registration): a JSON
+# body's `registration` field when it has one (true/false, anything else a 400), else the query's
+# ?registration= word; absent: no.
+wants_registration <- function(req, body_value = NULL, where = "registration") {
+  if (!is.null(body_value)) {
+    if (!is.logical(body_value) || length(body_value) != 1L || is.na(body_value)) {
+      api_error(400L, "bad_parameter", sprintf("%s must be true or false, got %s", where, py_value_repr(body_value)))
+    }
+    return(body_value)
+  }
+  raw <- req$argsQuery[["registration"]]  # exact name: `$` would match ?registrations=
+  if (is.null(raw)) return(FALSE)
+  raw <- as.character(raw[[1]])
+  word <- tolower(trimws(raw, whitespace = "[\\h\\v]"))  # str.strip().lower()
+  if (!(word %in% c(REGISTRATION_TRUE, REGISTRATION_FALSE))) {
+    api_error(400L, "bad_parameter", sprintf("registration must be 1 or 0 (true/false), got %s", py_str_repr(raw)))
+  }
+  word %in% REGISTRATION_TRUE
+}
+
 # Python's Path.resolve(strict=False): symlinks of existing parts resolved, "." and ".."
 # folded lexically after them.
 py_resolve <- function(path) {
@@ -144,8 +211,14 @@ resolve_under_root <- function(rel) {
 
 read_file_raw <- function(path) readBin(path, "raw", file.info(path)$size)
 
-# (name, bytes) pairs of every image in a POST body.
+# (name, bytes) pairs of every image in a POST body, with attribute "read": whether the
+# registration is asked for (a JSON body's `registration` field, else ?registration=).
 images_from_request <- function(req) {
+  images <- request_images(req)
+  structure(images, read = wants_registration(req, attr(images, "body_registration")))
+}
+
+request_images <- function(req) {
   if (length(req$bodyRaw) > CONFIG$max_content_length) {  # Flask's MAX_CONTENT_LENGTH answer
     api_error(413L, "request_entity_too_large",  # api/errors.py body_too_large_message
               sprintf("the request body is larger than the limit of %.0f bytes (PLANESPOTTER_MAX_CONTENT_LENGTH)",
@@ -173,7 +246,7 @@ images_from_request <- function(req) {
     if (!is.list(instances) || !is.null(names(instances)) || !length(instances)) {
       api_error(400L, "bad_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')
     }
-    return(lapply(seq_along(instances), function(i) {
+    images <- lapply(seq_along(instances), function(i) {
       inst <- instances[[i]]
       b64 <- if (is.list(inst) && !is.null(names(inst))) inst$b64 else NULL
       if (!is.character(b64) || length(b64) != 1L) {
@@ -183,7 +256,8 @@ images_from_request <- function(req) {
         api_error(400L, "bad_base64", sprintf("instances[%d].b64 is not valid base64", i - 1L))
       }
       list(name = sprintf("instances[%d]", i - 1L), data = jsonlite::base64_dec(b64))
-    }))
+    })
+    return(structure(images, body_registration = doc[["registration"]]))
   }
   api_error(415L, "unsupported_media_type",
             paste0("send multipart/form-data with an 'image' field, a raw image/jpeg|png|webp body, ",
@@ -236,9 +310,17 @@ decode_images <- function(images) {
 }
 
 # Keys of a single image's prediction repeated at the top level (api.inference.TOP_LEVEL_KEYS).
-TOP_LEVEL_KEYS <- c("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure")
+TOP_LEVEL_KEYS <- c("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "registration")
 
-classify <- function(images, top_k) {
+# The registration of every image (ps_read_registration: inside its box when there is one), or
+# NULLs when not asked or without a registry.
+read_all <- function(images, boxes, read) {
+  lapply(seq_along(images), function(i) if (read) ps_read_registration(CASCADE, images[[i]]$data, boxes[[i]]))
+}
+
+# Decode, classify (reading registrations when `read`) and wrap the results with the model
+# version and timing (the native answer, api.inference.native_body).
+classify <- function(images, top_k, read = FALSE) {
   if (!length(images)) api_error(400L, "no_images", "the request holds no image")
   if (length(images) > CONFIG$max_images) {
     api_error(413L, "too_many_images", sprintf("at most %d images per request, got %d", CONFIG$max_images,
@@ -247,6 +329,7 @@ classify <- function(images, top_k) {
   t0 <- Sys.time()
   if (is.null(CASCADE$localizer)) {
     x <- decode_all(images)
+    readings <- read_all(images, NULL, read)
     t1 <- Sys.time()
     results <- ps_predict(CASCADE, x, top_k = top_k)
   } else {  # api.inference._run_two_phase: localizer batch, boxes, crops, classifier batch
@@ -257,11 +340,14 @@ classify <- function(images, top_k) {
                      sizes)
     x <- np$stack(lapply(seq_along(decoded), function(i)
       ps_preprocess_image(CASCADE, decoded[[i]]$img, loc$boxes[[i]], decoded[[i]]$scale)))
+    readings <- read_all(images, loc$boxes, read)
     t1 <- Sys.time()
     results <- ps_predict(CASCADE, x, top_k = top_k, boxes = loc$boxes, aircraft = loc$aircraft)
   }
   t2 <- Sys.time()
-  predictions <- lapply(seq_along(results), function(i) c(list(file = images[[i]]$name), results[[i]]))
+  predictions <- lapply(seq_along(results), function(i) {
+    c(list(file = images[[i]]$name), ps_fuse(results[[i]], readings[[i]]))  # Pipeline.forward's answers
+  })
   body <- list(model_version = CASCADE$version)
   if (length(predictions) == 1L) {
     body <- c(body, predictions[[1]][TOP_LEVEL_KEYS])  # `[` keeps NULL values (box)
@@ -315,7 +401,8 @@ function(req, res) send_json(res, list(status = "alive"))
 #* Readiness: the models load before plumber listens, so this is always ready
 #* @get /readyz
 function(req, res) {
-  send_json(res, list(status = "ready", reason = "ok", model_version = CASCADE$version))
+  send_json(res, list(status = "ready", reason = "ok", model_version = CASCADE$version,
+                      registration = REGISTRATION))
 }
 
 #* The model version, labels, preprocessing and training metrics
@@ -335,7 +422,7 @@ function(req, res) {
       labels = CASCADE$info$labels, preprocessing = CASCADE$info$preprocessing,
       threshold = CASCADE$threshold,
       metrics = list(test = metrics$test %||% json_object(), calibration = calib_out),
-      load_seconds = CASCADE$load_seconds, stages = as.list(ps_stages(CASCADE))))
+      load_seconds = CASCADE$load_seconds, stages = as.list(ps_stages(CASCADE)), registration = REGISTRATION))
   })
 }
 
@@ -361,6 +448,7 @@ function(req, res) {
 function(req, res) {
   guarded(res, function() {
     top_k <- parse_top_k(req)
+    read <- wants_registration(req)
     url <- req$argsQuery$url
     rel <- req$argsQuery$path
     if (!is.null(url) && !is.null(rel)) api_error(400L, "bad_parameter", "give either ?path= or ?url=, not both")
@@ -370,7 +458,7 @@ function(req, res) {
     }
     rel <- if (is.null(rel)) "" else as.character(rel[[1]])
     target <- resolve_under_root(rel)
-    send_json(res, classify(list(list(name = rel, data = read_file_raw(target))), top_k))
+    send_json(res, classify(list(list(name = rel, data = read_file_raw(target))), top_k, read = read))
   })
 }
 
@@ -381,7 +469,8 @@ function(req, res) {
 function(req, res) {
   guarded(res, function() {
     top_k <- parse_top_k(req)
-    send_json(res, classify(images_from_request(req), top_k))
+    images <- images_from_request(req)
+    send_json(res, classify(images, top_k, read = attr(images, "read")))
   })
 }
 

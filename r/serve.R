@@ -3,8 +3,8 @@
 #   Rscript r/serve.R [--port 8100] [--host 127.0.0.1]
 #   make r-serve PORT=8100
 #
-# Relative PLANESPOTTER_MODEL_DIR / PLANESPOTTER_IMAGE_ROOT are taken from the current
-# directory (plumber evaluates the API file with its own working directory). RETICULATE_PYTHON
+# Relative PLANESPOTTER_MODEL_DIR / PLANESPOTTER_IMAGE_ROOT / PLANESPOTTER_REGISTRY are taken
+# from the current directory (plumber evaluates the API file with its own working directory). RETICULATE_PYTHON
 # defaults to the project's .venv/bin/python.
 
 args <- commandArgs(trailingOnly = TRUE)
@@ -38,6 +38,8 @@ if (!nzchar(Sys.getenv("PLANESPOTTER_MODEL_DIR"))) {
   Sys.setenv(PLANESPOTTER_MODEL_DIR = normalizePath(file.path(getwd(), "models", "latest"), mustWork = FALSE))
 }
 if (!nzchar(Sys.getenv("PLANESPOTTER_IMAGE_ROOT"))) Sys.setenv(PLANESPOTTER_IMAGE_ROOT = getwd())
+# A relative PLANESPOTTER_REGISTRY is read from here, and reported as given (as our server does).
+Sys.setenv(PLANESPOTTER_R_LAUNCH_DIR = getwd())
 Sys.setenv(TF_CPP_MIN_LOG_LEVEL = Sys.getenv("TF_CPP_MIN_LOG_LEVEL", "2"))
 
 api <- tryCatch(plumber::pr(file.path(r_dir, "plumber.R")), error = function(e) {

@@ -201,3 +201,35 @@ def test_pipeline_reads_on_request_only(tiny_model_dir, tiny_registry):
         assert read["answer"] == unread["answer"] and r["agrees"] == (unread["manufacturer"]["label"] == "Boeing")
     # reading off (no registry): read=True is ignored
     assert plain.predict([buf.getvalue()], read=True)[0]["registration"] is None
+
+
+def test_make_score_reads_on_request(tiny_model_dir, tmp_path):
+    """``python -m model score --registration`` (``make score REGISTRATION=1``) fills the
+    registration columns; without a registry it stops with a message and exit code 2."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    images = tmp_path / "images"
+    images.mkdir()
+    text_image().save(images / "d-abyi.png")
+    Image.new("RGB", (640, 400), "skyblue").save(images / "sky.png")
+    registry = tmp_path / "registry.csv"
+    registry.write_text("registration,icao_type,description\nD-ABYI,B748,BOEING 747-8\n")
+    cmd = [sys.executable, "-m", "model", "score", "--images", str(images), "--model-dir", str(tiny_model_dir),
+           "--no-progress", "--registration"]
+    env = {**os.environ, "PLANESPOTTER_REGISTRY": str(registry)}
+    out = tmp_path / "scores.csv"
+    subprocess.run(cmd + ["--out", str(out)], env=env, check=True, capture_output=True, timeout=300)
+    rows = {r["file"]: r for r in csv.DictReader(out.open())}
+    assert rows["d-abyi.png"]["registration"] == "D-ABYI" and rows["d-abyi.png"]["registration_icao_type"] == "B748"
+    assert rows["d-abyi.png"]["registration_agrees"] in ("true", "false")
+    assert len(rows["d-abyi.png"]["registration_box"].split()) == 4
+    assert rows["sky.png"]["registration"] == "" and rows["sky.png"]["answer_source"] == "image"
+    off = subprocess.run(cmd + ["--out", str(tmp_path / "x.csv")], env={**env, "PLANESPOTTER_REGISTRY": ""},
+                         capture_output=True, text=True, timeout=300)
+    assert off.returncode == 2 and "needs a registry" in off.stderr
+    bad = subprocess.run(cmd + ["--out", str(tmp_path / "y.csv")], env={**env, "PLANESPOTTER_REGISTRY": str(images / "sky.png")},
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "sky.png" in bad.stderr

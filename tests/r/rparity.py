@@ -95,6 +95,63 @@ def edge_images(folder: Path) -> list[Path]:
     return out
 
 
+#: The registration painted on :func:`registration_png` (a real airframe: the registry has it).
+PAINTED_REGISTRATION = "D-ABYI"
+
+
+def registration_png(text: str = PAINTED_REGISTRATION) -> bytes:
+    """A white 1200x500 PNG with ``text`` drawn large in black (Pillow's default font at 120 px):
+    an image on which the registration reader finds ``text`` (generated, not a shared photo)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.new("RGB", (1200, 500), "white")
+    ImageDraw.Draw(im).text((100, 180), text, fill="black", font=ImageFont.load_default(size=120))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def require_registry():
+    """The configured aircraft registry (:func:`model.registry.load_configured`: $PLANESPOTTER_REGISTRY,
+    else the shared one, read in place), which both servers and the R oracle load too; fails the
+    test when there is none (the registration checks would compare null with null)."""
+    import pytest
+
+    from model.registry import configured_path, load_configured
+
+    if configured_path() is None:
+        pytest.fail("no aircraft registry: the shared one (../shared/data/aircraft-registry/registry.csv.gz) "
+                    "is missing or PLANESPOTTER_REGISTRY is empty; the registration parity checks need one")
+    return load_configured()
+
+
+def oracle_images(model_dir, files, out: Path, thresholds: str = "default,1.0",
+                  read: bool = False) -> list[tuple[str, int, str]]:
+    """Run r/oracle_images.R (the whole R pipeline, ``ps_predict_images``) on ``files`` in batches of
+    :data:`ORACLE_BATCH`, with the aircraft gates ``thresholds`` (``--read``: reading registrations
+    against the configured registry); one ``(threshold, first index, JSON)`` per batch."""
+    import os
+    import subprocess
+
+    import pytest
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "RETICULATE_PYTHON": os.environ.get("RETICULATE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))}
+    proc = subprocess.run(["Rscript", str(R_DIR / "oracle_images.R"), "--model-dir", str(model_dir), "--out",
+                           str(out), "--batch-size", str(ORACLE_BATCH), "--aircraft-thresholds", thresholds,
+                           *(["--read"] if read else []), *map(str, files)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not out.is_file():
+        pytest.fail(f"r/oracle_images.R failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    rows = []
+    for line in out.read_text(encoding="utf-8").splitlines():
+        t, start, js = line.split("\t", 2)
+        rows.append((t, int(start), js))
+    return rows
+
+
 def rget(rlist, *path):
     """Element of a (nested) R list by names."""
     obj = rlist

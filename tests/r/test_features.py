@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
 
 import pytest
 import requests
-from rparity import ORACLE_BATCH, R_DIR, ROOT, SMOKE_DIR, run_testthat
+from rparity import ORACLE_BATCH, SMOKE_DIR, oracle_images, run_testthat
 from rserver import RServer
 
 from client.server import Server
@@ -39,26 +37,11 @@ def _files(feature_image_dir) -> list:
     return sorted(feature_image_dir.iterdir()) + sorted(SMOKE_DIR.glob("*.jpg"))[:4]
 
 
-def _oracle_images(model_dir, files, out, thresholds="default,1.0") -> list[tuple[str, int, str]]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "RETICULATE_PYTHON": os.environ.get("RETICULATE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))}
-    proc = subprocess.run(["Rscript", str(R_DIR / "oracle_images.R"), "--model-dir", str(model_dir), "--out",
-                           str(out), "--batch-size", str(ORACLE_BATCH), "--aircraft-thresholds", thresholds,
-                           *map(str, files)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0 or not out.is_file():
-        pytest.fail(f"r/oracle_images.R failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    rows = []
-    for line in out.read_text(encoding="utf-8").splitlines():
-        t, start, js = line.split("\t", 2)
-        rows.append((t, int(start), js))
-    return rows
-
-
 @pytest.mark.parametrize("which", ["feature", "parity"])
 def test_predict_images_json_bytes_equal(which, request, feature_image_dir, tmp_path, parity):
     model_dir = request.getfixturevalue("feature_model_dir" if which == "feature" else "parity_model_dir")
     files = _files(feature_image_dir)
-    rows = _oracle_images(model_dir, files, tmp_path / "r.txt")
+    rows = oracle_images(model_dir, files, tmp_path / "r.txt")
     cascade = Cascade.load(model_dir)
     own = cascade.aircraft_threshold
     unequal, levels, boxes = [], set(), 0
@@ -117,6 +100,9 @@ def _cases(d) -> dict:
         "post_raw_png": ("POST", "/predict", {"data": files["blue.png"].read_bytes(),
                                               "headers": {"Content-Type": "image/png"}}),
         "post_json_b64": ("POST", "/predict", {"json": {"instances": [{"b64": _b64(photo)}]}}),
+        "get_predict_registration": ("GET", f"/predict?path={photo.name}&registration=1", {}),
+        "post_multipart_registration": ("POST", "/predict?registration=1", {"files": [
+            ("image", (n, files[n].read_bytes(), "application/octet-stream")) for n in ("exif6.jpg", "red.png")]}),
         "post_not_an_image": ("POST", "/predict", {"files": {"image": ("x.jpg", b"no image", "image/jpeg")}}),
         "post_truncated": ("POST", "/predict", {"files": {"image": ("x.jpg", photo.read_bytes()[:1500],
                                                                     "image/jpeg")}}),
@@ -124,7 +110,8 @@ def _cases(d) -> dict:
 
 
 CASE_NAMES = ["names", "metadata", "readyz", "get_predict_photo", "get_predict_exif6", "get_predict_other",
-              "post_multipart_three", "post_raw_png", "post_json_b64", "post_not_an_image", "post_truncated"]
+              "post_multipart_three", "post_raw_png", "post_json_b64", "get_predict_registration",
+              "post_multipart_registration", "post_not_an_image", "post_truncated"]
 
 
 @pytest.mark.parametrize("gate", ["gate0", "gate1"])
@@ -150,7 +137,8 @@ def test_feature_model_same_answer(feature_pairs, feature_image_dir, parity, gat
             assert body["answer"]["level"] == "none" and body["manufacturer"]["label"] is None
         elif case == "get_predict_other":
             assert body["answer"] == {"level": "manufacturer", "label": "Other",
-                                      "text": "another manufacturer (not Airbus or Boeing)"}
+                                      "text": "another manufacturer (not Airbus or Boeing)", "source": "image"}
+            assert body["registration"] is None
 
 
 @pytest.mark.parametrize("which", ["python", "r"])

@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from rparity import SMOKE_DIR
+from rparity import PAINTED_REGISTRATION, SMOKE_DIR, registration_png, require_registry
 
 MASK = re.compile(rb'"(timing_ms|load_seconds)":(\{[^}]*\}|[-0-9.eE+]+|null)')
 
@@ -36,6 +36,9 @@ def _tiny_jpeg() -> bytes:
 
 JPG = (SMOKE_DIR / "boeing_767.jpg").read_bytes() if SMOKE_DIR.is_dir() else b""
 JPG2 = (SMOKE_DIR / "airbus_a380_emirates.jpg").read_bytes() if SMOKE_DIR.is_dir() else b""
+REG_PHOTO = "airbus_a340-300_lufthansa.jpg"  # a smoke photo whose registration the reader finds (D-AIGN)
+JPG_REG = (SMOKE_DIR / REG_PHOTO).read_bytes() if SMOKE_DIR.is_dir() else b""
+PNG_REG = registration_png()  # generated: PAINTED_REGISTRATION in black on white
 
 # name -> (method, path, requests kwargs)
 CASES = {
@@ -86,6 +89,32 @@ CASES = {
                                                            for i in range(65)]}),
     "post_too_large": ("POST", "/predict", {"data": b"\0" * (32 * 1024 * 1024 + 1),
                                              "headers": {"Content-Type": "image/jpeg"}}),
+    # the registration reader (?registration=, or a JSON body's "registration"), on the configured registry
+    "get_registration": ("GET", f"/predict?path={REG_PHOTO}&registration=1", {}),
+    "get_registration_word": ("GET", f"/predict?path={REG_PHOTO}&registration=%20TRUE%20&top_k=2", {}),
+    "get_registration_off": ("GET", f"/predict?path={REG_PHOTO}&registration=off", {}),
+    "get_registration_empty": ("GET", f"/predict?path={REG_PHOTO}&registration=", {}),
+    "get_bad_registration": ("GET", f"/predict?path={REG_PHOTO}&registration=maybe", {}),
+    "get_bad_registration_before_path": ("GET", "/predict?registration=2", {}),
+    "post_multipart_registration": ("POST", "/predict?registration=1", {"files": [
+        ("image", (REG_PHOTO, JPG_REG, "image/jpeg")), ("image", ("painted.png", PNG_REG, "image/png")),
+        ("image", ("b.jpg", JPG2, "image/jpeg"))]}),
+    "post_raw_registration": ("POST", "/predict?registration=yes", {"data": PNG_REG,
+                                                                   "headers": {"Content-Type": "image/png"}}),
+    "post_json_registration": ("POST", "/predict", {"json": {"instances": [{"b64": base64.b64encode(PNG_REG).decode()}],
+                                                             "registration": True}}),
+    "post_json_registration_decides": ("POST", "/predict?registration=1", {"json": {
+        "instances": [{"b64": base64.b64encode(PNG_REG).decode()}], "registration": False}}),
+    "post_json_registration_null": ("POST", "/predict?registration=1", {"json": {
+        "instances": [{"b64": base64.b64encode(PNG_REG).decode()}], "registration": None}}),
+    "post_json_bad_registration": ("POST", "/predict", {"json": {
+        "instances": [{"b64": base64.b64encode(PNG_REG).decode()}], "registration": "yes"}}),
+    "post_json_bad_registration_value": ("POST", "/predict", {"json": {
+        "instances": [{"b64": base64.b64encode(PNG_REG).decode()}], "registration": {"a": [1, 2.5, None, "it's"]}}}),
+    "post_bad_registration_missing_field": ("POST", "/predict?registration=maybe",
+                                            {"files": {"file": ("x.jpg", JPG, "image/jpeg")}}),
+    "post_bad_registration": ("POST", "/predict?registration=maybe", {"data": JPG,
+                                                                      "headers": {"Content-Type": "image/jpeg"}}),
 }
 
 # Differences that remain (r/README.md): name -> (python status, R status)
@@ -132,3 +161,20 @@ def test_bodies_are_not_trivially_equal(py_server, r_server):
     p = a["predictions"][0]["manufacturer"]["probability"]
     assert 0.0 < p < 1.0 and p == b["predictions"][0]["manufacturer"]["probability"]
     assert a["timing_ms"]["inference"] > 0 and b["timing_ms"]["inference"] >= 0
+
+
+def test_registration_cases_read_something(py_server, r_server):
+    """The registration cases are meaningful: with the configured registry, both servers read the
+    smoke photo's and the generated image's registrations (the byte comparison above covers the rest)."""
+    require_registry()
+    for base in (py_server.url, r_server.url):
+        photo = send(base, "GET", f"/predict?path={REG_PHOTO}&registration=1", {}).json()
+        painted = send(base, "POST", "/predict?registration=1", {"data": PNG_REG,
+                                                                  "headers": {"Content-Type": "image/png"}}).json()
+        plain = send(base, "GET", f"/predict?path={REG_PHOTO}", {}).json()
+        assert photo["registration"] is not None and photo["predictions"][0]["registration"] == photo["registration"]
+        assert painted["registration"]["text"] == PAINTED_REGISTRATION
+        assert painted["registration"]["icao_type"] == "B748" and len(painted["registration"]["box"]) == 4
+        assert plain["registration"] is None and plain["answer"]["source"] == "image"
+        meta = send(base, "GET", "/metadata", {}).json()
+        assert meta["stages"][-1] == "read" and meta["registration"]["available"] is True

@@ -92,7 +92,9 @@ test_that("an empty folder gives a zero-row data frame with the same columns", {
   df <- ps_classify_folder(server_url(), empty)
   expect_equal(nrow(df), 0L)
   expect_true(all(c("file", "manufacturer", "p_manufacturer", "answer_level", "answer_text", "p_aircraft", "box",
+                    "answer_source", "registration", "registration_icao_type", "registration_agrees",
                     "path") %in% names(df)))
+  expect_equal(names(ps_classify_folder(server_url(), empty, registration = TRUE)), names(df))
 })
 
 test_that("server errors arrive as ps_http_error with the server's code", {
@@ -106,4 +108,28 @@ test_that("server errors arrive as ps_http_error with the server's code", {
   expect_error(ps_classify_file(server_url(), file.path(tempdir(), "no-such-file.jpg")), "no such file")
   err <- tryCatch(ps_classify_files(server_url(), rep(bad, 1), top_k = 0L), ps_http_error = function(e) e)
   expect_equal(err$code, "bad_parameter")
+})
+
+test_that("registration = TRUE adds the reading; without it every registration is NA", {
+  photos <- sort(list.files(test_images(), pattern = PS_IMAGE_PATTERN, ignore.case = TRUE, full.names = TRUE))
+  photos <- head(photos, 3L)
+  plain <- ps_classify_files(server_url(), photos)
+  expect_true(all(c("answer_source", "registration", "registration_icao_type", "registration_agrees") %in% names(plain)))
+  expect_true(all(plain$answer_source == "image"))
+  expect_true(all(is.na(plain$registration) & is.na(plain$registration_icao_type) & is.na(plain$registration_agrees)))
+  df <- ps_classify_files(server_url(), photos, registration = TRUE)
+  expect_equal(nrow(df), length(photos))
+  expect_true(all(df$answer_source %in% c("image", "registration")))
+  found <- !is.na(df$registration)
+  expect_true(all(is.na(df$registration_icao_type) == !found & is.na(df$registration_agrees) == !found))
+  expect_true(all(grepl("^[A-Z0-9]{2,4}$", df$registration_icao_type[found])))
+  expect_true(all(nzchar(df$registration[found])))
+  read <- df$answer_source == "registration"  # the type is the registry's: it agrees by definition
+  expect_true(all(found[read] & df$registration_agrees[read] & df$answer_level[read] == "type"))
+  expect_equal(df$answer[read], df$registration_icao_type[read])
+  expect_true(all(is.na(df$p_type[read]) & is.na(df$p_family[read])))
+  same <- !read  # an answer the reading did not change is the image's, as without registration
+  expect_equal(df$answer[same], plain$answer[same])
+  one <- ps_classify_file(server_url(), photos[1], registration = TRUE)
+  expect_equal(one$registration, df$registration[1])
 })
