@@ -16,11 +16,17 @@ manufacturer's recall), family accuracy and type top-1, and the confidence figur
 manufacturer answers (:func:`model.metrics.selective_figures`: AURC, accuracy at 80 % coverage,
 the share and accuracy of the answers given without "unsure"; ECE); then their mean over the
 origins (:data:`MEAN_KEYS`). Written
-to ``reports/sources.json`` and as a Markdown table to ``reports/sources.md``.
+to ``reports/sources.json`` and as a Markdown table to ``reports/sources.md``; every scored photo's
+answer (stage-1 probabilities, the answer, unsure, the leading joint probabilities) to
+``reports/sources_predictions/<label>.csv`` (:func:`prediction_rows`), so that confidence levers
+that need no retraining (temperatures fitted on held-out origins, margins, reasons) can be
+measured on them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -29,6 +35,7 @@ import numpy as np
 
 from .. import evaluate as mev
 from .. import io as mio
+from ..pipeline import Pipeline
 from . import tracking
 from .config import TrainConfig, log
 from .fit import fit_cascade
@@ -134,7 +141,7 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
     if len(all_origins) < 2:
         raise ValueError(f"leave-one-source-out needs photos from two origins, found {all_origins}")
     split = df["split"].to_numpy()
-    folds, seconds = {}, {}
+    folds, seconds, rows = {}, {}, []
     for o in origins:
         t = time.time()
         held = origin == o
@@ -147,6 +154,8 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
         m = mev.evaluate(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test],
                          boxes=aircraft_boxes(prep, test),
                          aircraft=None if prep.aircraft is None else prep.aircraft[test])
+        rows += prediction_rows(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test], o,
+                                aircraft_boxes(prep, test), None if prep.aircraft is None else prep.aircraft[test])
         n_by = df.iloc[test]["manufacturer"].value_counts().to_dict()
         folds[o] = _figures(m, {k: int(v) for k, v in n_by.items()})
         folds[o]["n_held_out"] = int(n_held)
@@ -163,8 +172,42 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
     report["runs"] = [r for r in report.get("runs", []) if r.get("label") != label] + [entry]
     mio.write_json(out, report)
     mio.write_text(out.with_suffix(".md"), markdown_table(report))
+    preds_csv = out.parent / "sources_predictions" / f"{label}.csv"
+    preds_csv.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["origin"])
+    w.writeheader()
+    w.writerows(rows)
+    mio.write_text(preds_csv, buf.getvalue())
     log(f"mean over held-out origins: {json.dumps(mean)}; {out}")
     return entry
+
+
+def prediction_rows(cascade, df, pixels: np.ndarray, origin: str, boxes, aircraft, batch_size: int = 64) -> list[dict]:
+    """One row per photo of a held-out origin: ``origin``, ``image_path``, the labels
+    (``manufacturer``, ``family``, ``icao_type``), stage 1's probability of each manufacturer
+    (``p_<manufacturer>``, with the version's TTA), the answer (``answer_level``,
+    ``answer_label``, ``answer_manufacturer``, ``answer_family``, ``answer_type``, ``unsure``) and
+    the two leading joint probabilities (``top1_joint``, ``top2_joint``; the gap says whether two
+    types are close). Probabilities are floats in [0, 1]."""
+    pipeline = Pipeline(cascade)
+    out = []
+    for s in range(0, len(df), batch_size):
+        idx = range(s, min(s + batch_size, len(df)))
+        batch = [pipeline.from_pixels(pixels[i], None if boxes is None else boxes[i],
+                                      None if aircraft is None else float(aircraft[i])) for i in idx]
+        p_m, _ = cascade.probabilities(np.stack([b.x for b in batch]))
+        for i, ans, p in zip(idx, pipeline.forward(batch, top_k=2), p_m):
+            r = df.iloc[i]
+            tops = [t["probability"] for t in ans["top_k"]] + [0.0, 0.0]
+            out.append({"origin": origin, "image_path": r.get("image_path", ""), "manufacturer": r["manufacturer"],
+                        "family": r.get("family", ""), "icao_type": r.get("icao_type", ""),
+                        **{f"p_{m}": round(float(v), 6) for m, v in zip(cascade.manufacturers, p)},
+                        "answer_level": ans["answer"]["level"], "answer_label": ans["answer"]["label"],
+                        "answer_manufacturer": ans["manufacturer"]["label"] or "",
+                        "answer_family": ans["family"]["label"] or "", "answer_type": ans["type"]["label"] or "",
+                        "unsure": ans["unsure"], "top1_joint": round(tops[0], 6), "top2_joint": round(tops[1], 6)})
+    return out
 
 
 def _fmt(v) -> str:

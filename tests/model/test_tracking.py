@@ -196,6 +196,16 @@ def test_train_and_eval_sources_are_tracked_and_compared(photos, tmp_path, track
                "--sources-out", str(tmp_path / "reports" / "sources.json"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not (tmp_path / "mlruns").exists()  # the tests' store, not the working directory's
+    # every held-out photo's answer, for levers that need no retraining
+    import csv as _csv
+    preds = list(_csv.DictReader((tmp_path / "reports" / "sources_predictions" / "tiny-loso.csv").open()))
+    loso = json.loads((tmp_path / "reports" / "sources.json").read_text())["runs"][-1]
+    assert {r["origin"] for r in preds} == set(loso["folds"])
+    assert len(preds) == sum(f["n"] for f in loso["folds"].values())
+    for r in preds:
+        p = [float(v) for k, v in r.items() if k.startswith("p_")]
+        assert abs(sum(p) - 1) < 1e-3 and r["unsure"] in ("True", "False")
+        assert float(r["top1_joint"]) >= float(r["top2_joint"]) >= 0
 
     # train: parameters, metrics equal to the version's metrics.json, artefacts
     run = _runs("train").loc[version]
