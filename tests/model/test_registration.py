@@ -35,6 +35,7 @@ def test_grammar_keeps_what_fits_as_read():
     assert _regs("N809FR")[0] == "N809FR"
     assert candidates("N809FR")[0].corrections == 0
     assert _regs("UNITED") == [] and _regs("LUFTHANSA") == [] and _regs("") == []
+    assert _regs("港龍航空") == [] and _regs("Аэрофлот") == []  # other scripts: nothing
     assert key("d-abyi") == "DABYI"
 
 
