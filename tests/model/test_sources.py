@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,35 @@ def test_the_model_card_carries_the_leave_one_source_out_table_when_there_is_one
                                                                    "mean": fold}]}))
     section = loso_section(cfg)
     assert "| views | 0.610 / 0.400 / 0.200 | **0.610** |" in section
+
+
+def test_threshold_chosen_on_held_out_origins(tmp_path):
+    """The lever needs no retraining: a threshold chosen on the other origins' answers, applied to
+    the held-out one; the chosen threshold is the lowest whose sure answers meet the target on
+    every other origin."""
+    import pandas as pd
+
+    from model.training import levers
+
+    rows = []
+    for origin, wrong_conf in (("a", 0.7), ("b", 0.8), ("c", 0.9)):
+        for i in range(20):  # 18 right answers at 0.99, 2 wrong ones at the origin's confidence
+            right = i < 18
+            conf = 0.99 if right else wrong_conf
+            rows.append({"origin": origin, "manufacturer": "Airbus", "answer_manufacturer": "Airbus" if right else "Boeing",
+                         "p_Airbus": conf if right else 1 - conf, "p_Boeing": 1 - conf if right else conf,
+                         "unsure": "False"})
+    (tmp_path / "sources_predictions").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "sources_predictions" / "x.csv", index=False)
+    df = levers._frame(tmp_path / "sources_predictions" / "x.csv")
+    # every origin right 18/20 = 0.9 when all are sure; above 0.9 every wrong answer is unsure
+    assert levers.choose_threshold(df, 0.95) == pytest.approx(0.91)
+    assert levers.choose_threshold(df[df.origin != "c"], 0.95) == pytest.approx(0.81)
+    assert levers.main(["--label", "x", "--reports-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "levers.json").read_text())["origins"]
+    # held out c: the threshold from a and b (0.81) lets c's wrong answers at 0.9 through
+    assert report["c"]["threshold"] == pytest.approx(0.81) and report["c"]["sure_accuracy"] == 0.9
+    assert report["a"]["sure_accuracy"] == 1.0 and report["a"]["sure_share"] == 0.9
+    assert report["a"]["served_sure_share"] == 1.0 and report["a"]["airbus_boeing_to_other"] == 0.0
+    assert "| mean |" in (tmp_path / "levers.md").read_text()
+    assert levers.main(["--label", "missing", "--reports-dir", str(tmp_path)]) == 2
