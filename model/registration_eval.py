@@ -122,7 +122,8 @@ def _summary(out: dict, rows: pd.DataFrame) -> dict:
 
 def throughput(pipeline: Pipeline, rows: pd.DataFrame, widths=(1000, 4000), n: int = 24) -> dict:
     """Images/s of :func:`model.score.score_folder` with and without reading, on ``n`` photos
-    re-encoded (JPEG quality 90) at each width in a temporary folder outside the repository."""
+    re-encoded (JPEG quality 90) at each width in a temporary folder outside the repository,
+    after one untimed pass (warm-up)."""
     res = {}
     picked = rows.head(n)
     for w in widths:
@@ -131,6 +132,8 @@ def throughput(pipeline: Pipeline, rows: pd.DataFrame, widths=(1000, 4000), n: i
             for i, r in enumerate(picked.itertuples()):
                 img = _image(r)
                 img.resize((w, round(img.height * w / img.width)), Image.LANCZOS).save(tmp / f"{i:03d}.jpg", quality=90)
+            if w == widths[0]:  # warm-up, untimed: the first forward passes and the OCR's sessions
+                score_folder(pipeline, tmp, tmp / "warm-up.csv", batch_size=8, progress=False, read=True)
             for read in (False, True):
                 csv = tmp / f"out-{read}.csv"
                 t = time.perf_counter()
