@@ -34,6 +34,8 @@ def _frame(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"origin": str, "manufacturer": str, "answer_manufacturer": str},
                      keep_default_na=False)
     p_cols = [c for c in df.columns if c.startswith("p_")]
+    # a fold whose stage 1 lacks a class (fgvc held out takes "Other" with it) leaves its column empty
+    df[p_cols] = df[p_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0)
     df["confidence"] = df[p_cols].max(axis=1)
     df["right"] = df["answer_manufacturer"] == df["manufacturer"]
     df["served_sure"] = df["unsure"].astype(str).str.lower() != "true"
