@@ -35,8 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from dataset.decode import decode_scaled
-
 from . import localize as loc
 from . import preprocessing as pp
 from . import reader as rd
@@ -182,10 +180,9 @@ class Pipeline:
 
     def read(self, inputs: Inputs) -> Inputs:
         """Read the registration of an input prepared with ``read=True`` (after :meth:`crop` for a
-        two-phase version, so the aircraft's box is known): the upload decoded again with its
-        longest side near :data:`model.reader.MAX_SIDE` (a large JPEG at a reduced DCT scale),
-        then :meth:`model.reader.RegistrationReader.read` inside ``inputs.box`` or on the whole
-        image. Sets ``inputs.reading`` (``None``: nothing the registry knows) and frees the
+        two-phase version, so the aircraft's box is known):
+        :meth:`model.reader.RegistrationReader.read_upload` (the upload decoded again for
+        reading) inside ``inputs.box`` or on the whole image. Sets ``inputs.reading`` (``None``: nothing the registry knows) and frees the
         upload. A no-op for inputs not asked to be read.
 
         Raises:
@@ -195,13 +192,7 @@ class Pipeline:
         if inputs.source is None:
             return inputs
         src, inputs.source = inputs.source, None
-        if isinstance(src, Image.Image):
-            img, full = src, src.size
-        else:
-            half = rd.MAX_SIDE // 2
-            img, s = decode_scaled(src, min_size=(half, half))
-            full = img.size if s == 1 else loc.full_size(src)
-        inputs.reading = self.reader.read(img, inputs.box, scale=(full[0] / img.width, full[1] / img.height))
+        inputs.reading = self.reader.read_upload(src, inputs.box)
         return inputs
 
     def from_pixels(self, pixels: np.ndarray, box=None, aircraft: float | None = None) -> Inputs:

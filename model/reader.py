@@ -26,9 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from dataset.decode import decode_scaled
 from dataset.schema import family_of
 
 from . import registration as grammar
+from .localize import full_size
 from .registry import Entry, Registry
 
 #: Longest side (pixels) the OCR sees; larger uploads are reduced first. 1600 rather than
@@ -111,6 +113,23 @@ class RegistrationReader:
             out.append((str(text), float(score), [int(q[:, 0].min()), int(q[:, 1].min()),
                                                   int(np.ceil(q[:, 0].max())), int(np.ceil(q[:, 1].max()))]))
         return out
+
+    def read_upload(self, source, box: list[int] | None = None) -> Reading | None:
+        """Read the registration of an upload (encoded bytes, a path, or a decoded full-size
+        ``PIL.Image.Image``): decoded again with its longest side near :data:`MAX_SIDE` (a large
+        JPEG at a reduced DCT scale, :func:`dataset.decode.decode_scaled`), then :meth:`read`
+        inside ``box`` (uploaded pixels) or on the whole image. The one decode for reading, used by
+        :meth:`model.pipeline.Pipeline.read` and the R side.
+
+        Raises:
+            dataset.decode.ImageDecodeError: the upload cannot be decoded.
+        """
+        if isinstance(source, Image.Image):
+            img, full = source, source.size
+        else:
+            img, s = decode_scaled(source, min_size=(MAX_SIDE // 2, MAX_SIDE // 2))
+            full = img.size if s == 1 else full_size(source)
+        return self.read(img, box, scale=(full[0] / img.width, full[1] / img.height))
 
     def read(self, image: Image.Image, box: list[int] | None = None, scale: tuple[float, float] = (1.0, 1.0)
              ) -> Reading | None:

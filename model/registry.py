@@ -150,13 +150,16 @@ def download(out: str | os.PathLike, url: str = TAR1090_URL, timeout: float = 12
     ``out`` (:func:`convert_tar1090`). Returns the number of registrations.
 
     Raises:
-        requests.RequestException: the download failed (no internet, HTTP error).
-        RegistryError: the download is not such a file.
+        RegistryError: the download failed (no internet, HTTP error; the message names ``url``),
+            or is not such a file.
     """
     import requests  # deferred: only this command downloads
 
-    resp = requests.get(url, timeout=timeout, headers={"User-Agent": "planespotter (make registry)"})
-    resp.raise_for_status()
+    try:
+        resp = requests.get(url, timeout=timeout, headers={"User-Agent": "planespotter (make registry)"})
+        resp.raise_for_status()
+    except requests.RequestException as e:
+        raise RegistryError(f"cannot download the registry from {url}: {e}") from None
     return convert_tar1090(resp.content, out)
 
 

@@ -384,10 +384,9 @@ ps_load_reader <- function() {
   reticulate::import("model.reader", convert = FALSE)$RegistrationReader(registry)
 }
 
-#' Read the registration painted on one upload (model.pipeline.Pipeline.read): the upload decoded
-#' again with its longest side near model.reader.MAX_SIDE (dataset.decode.decode_scaled with
-#' min_size MAX_SIDE / 2 square: a large JPEG at a reduced DCT scale), then
-#' RegistrationReader.read inside `box` or on the whole image, through reticulate.
+#' Read the registration painted on one upload (model.pipeline.Pipeline.read), through
+#' reticulate: RegistrationReader.read_upload decodes the upload again for reading and reads
+#' inside `box` or on the whole image.
 #'
 #' @param source a raw vector (encoded image) or a file path.
 #' @param box integer c(left, top, right, bottom): the aircraft's box in the uploaded image's
@@ -395,15 +394,8 @@ ps_load_reader <- function() {
 #' @return ps_reading()'s list, or NULL: no registration the registry knows, or no reader.
 ps_read_registration <- function(cascade, source, box = NULL) {
   if (is.null(cascade$reader)) return(NULL)
-  half <- as.integer(reticulate::py_to_r(reticulate::import("model.reader", convert = FALSE)$MAX_SIDE)) %/% 2L
-  src <- .py_source(source)
-  d <- reticulate::import("dataset.decode", convert = FALSE)$decode_scaled(src, min_size = reticulate::tuple(half, half))
-  img <- reticulate::py_get_item(d, 0L)
-  size <- as.integer(unlist(reticulate::py_to_r(img$size)))
-  full <- if (reticulate::py_to_r(reticulate::py_get_item(d, 1L)) == 1L) size
-          else as.integer(unlist(reticulate::py_to_r(reticulate::import("model.localize", convert = FALSE)$full_size(src))))
   py_box <- if (is.null(box)) NULL else reticulate::r_to_py(as.list(as.integer(box)))
-  ps_reading(cascade$reader$read(img, py_box, scale = reticulate::tuple(full[1] / size[1], full[2] / size[2])))
+  ps_reading(cascade$reader$read_upload(.py_source(source), py_box))
 }
 
 #' A model.reader.Reading (Python, convert = FALSE) as an R list: text (the registration as
