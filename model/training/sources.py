@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import confidence as conf
 from .. import evaluate as mev
 from .. import io as mio
+from .. import preprocessing as pp
 from ..pipeline import Pipeline
 from . import tracking
 from .config import TrainConfig, log
@@ -154,8 +156,13 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
         m = mev.evaluate(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test],
                          boxes=aircraft_boxes(prep, test),
                          aircraft=None if prep.aircraft is None else prep.aircraft[test])
-        rows += prediction_rows(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test], o,
-                                aircraft_boxes(prep, test), None if prep.aircraft is None else prep.aircraft[test])
+        fold_rows = prediction_rows(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test], o,
+                                    aircraft_boxes(prep, test), None if prep.aircraft is None else prep.aircraft[test])
+        t_sig = time.time()
+        for r, extra in zip(fold_rows, fold_signals(cascade, prep, sel["train"], test, cfg.seed)):
+            r.update(extra)
+        log(f"held out {o}: novelty and views in {time.time() - t_sig:.0f}s")
+        rows += fold_rows
         n_by = df.iloc[test]["manufacturer"].value_counts().to_dict()
         folds[o] = _figures(m, {k: int(v) for k, v in n_by.items()})
         folds[o]["n_held_out"] = int(n_held)
@@ -175,7 +182,8 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
     preds_csv = out.parent / "sources_predictions" / f"{label}.csv"
     preds_csv.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["origin"])
+    fields = list(dict.fromkeys(k for r in rows for k in r)) or ["origin"]  # a fold may lack a class
+    w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     w.writerows(rows)
     mio.write_text(preds_csv, buf.getvalue())
@@ -207,6 +215,50 @@ def prediction_rows(cascade, df, pixels: np.ndarray, origin: str, boxes, aircraf
                         "answer_manufacturer": ans["manufacturer"]["label"] or "",
                         "answer_family": ans["family"]["label"] or "", "answer_type": ans["type"]["label"] or "",
                         "unsure": ans["unsure"], "top1_joint": round(tops[0], 6), "top2_joint": round(tops[1], 6)})
+    return out
+
+
+#: Training photos whose features form a fold's novelty bank at most (a seeded sample).
+MAX_BANK = 4000
+
+#: The neighbours whose distance :func:`fold_signals` reports (``knn_<k>``).
+KNN_KS = (1, 5, 10, 50)
+
+
+def _scaled_batches(pixels: np.ndarray, rows: np.ndarray, spec, batch_size: int = 64):
+    for s in range(0, len(rows), batch_size):
+        yield pp.scale(pixels[rows[s:s + batch_size]], spec)
+
+
+def fold_signals(cascade, prep: Prepared, train_rows: np.ndarray, test_rows: np.ndarray, seed: int = 0,
+                 max_bank: int = MAX_BANK) -> list[dict]:
+    """The confidence signals of a fold's held-out photos (:mod:`model.confidence`), one dict per
+    row of ``test_rows`` in order: the k-NN distance of each photo's penultimate stage-1 features
+    to the fold's training photos' (``knn_<k>`` for :data:`KNN_KS`, in [0, 2]; the bank: at most
+    ``max_bank`` training photos, a seeded sample), and stage 1's probabilities on the mirror
+    image (``pf_<manufacturer>``) and on the zoomed centre crop (``pz_<manufacturer>``,
+    :func:`model.confidence.zoom`). Probabilities are in [0, 1]. A stage 1 without penultimate
+    features to take (compact, VGG16) gives empty dicts."""
+    try:
+        fm = conf.feature_model(cascade.stage1)
+    except ValueError:
+        return [{} for _ in test_rows]
+    df, spec = prep.df, cascade.spec
+    photo_tr = train_rows[(df["domain"].iloc[train_rows] == "photo").to_numpy()]
+    if len(photo_tr) > max_bank:
+        photo_tr = np.sort(np.random.default_rng(seed).choice(photo_tr, max_bank, replace=False))
+    bank = conf.unit(np.concatenate([np.asarray(fm.predict_on_batch(x)[1]) for x in
+                                     _scaled_batches(prep.pixels, photo_tr, spec)]))
+    out = []
+    for x in _scaled_batches(prep.pixels, test_rows, spec):
+        _, f = fm.predict_on_batch(x)
+        pf, _ = fm.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1]))
+        pz, _ = fm.predict_on_batch(conf.zoom(x))
+        d = conf.knn_distance(np.asarray(f), bank, tuple(min(k, len(bank)) for k in KNN_KS))  # tiny folds
+        for i in range(len(x)):
+            out.append({**{f"knn_{k}": round(float(d[i, j]), 5) for j, k in enumerate(KNN_KS)},
+                        **{f"pf_{m}": round(float(v), 6) for m, v in zip(cascade.manufacturers, np.asarray(pf)[i])},
+                        **{f"pz_{m}": round(float(v), 6) for m, v in zip(cascade.manufacturers, np.asarray(pz)[i])}})
     return out
 
 
