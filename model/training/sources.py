@@ -159,7 +159,7 @@ def _eval_sources(cfg, origins: list[str] | None, out: Path, label: str, max_tes
         fold_rows = prediction_rows(cascade, df.iloc[test].reset_index(drop=True), prep.pixels[test], o,
                                     aircraft_boxes(prep, test), None if prep.aircraft is None else prep.aircraft[test])
         t_sig = time.time()
-        for r, extra in zip(fold_rows, fold_signals(cascade, prep, sel["train"], test, cfg.seed)):
+        for r, extra in zip(fold_rows, fold_signals(cascade, prep, sel, test, cfg.seed)):
             r.update(extra)
         log(f"held out {o}: novelty and views in {time.time() - t_sig:.0f}s")
         rows += fold_rows
@@ -224,39 +224,60 @@ MAX_BANK = 4000
 #: The neighbours whose distance :func:`fold_signals` reports (``knn_<k>``).
 KNN_KS = (1, 5, 10, 50)
 
+#: Quantiles (percent) of the validation photos' distances :func:`fold_signals` reports.
+VAL_QUANTILES = (50, 80, 90, 95, 98, 99)
+
 
 def _scaled_batches(pixels: np.ndarray, rows: np.ndarray, spec, batch_size: int = 64):
     for s in range(0, len(rows), batch_size):
         yield pp.scale(pixels[rows[s:s + batch_size]], spec)
 
 
-def fold_signals(cascade, prep: Prepared, train_rows: np.ndarray, test_rows: np.ndarray, seed: int = 0,
+def fold_signals(cascade, prep: Prepared, sel: dict, test_rows: np.ndarray, seed: int = 0,
                  max_bank: int = MAX_BANK) -> list[dict]:
     """The confidence signals of a fold's held-out photos (:mod:`model.confidence`), one dict per
-    row of ``test_rows`` in order: the k-NN distance of each photo's penultimate stage-1 features
-    to the fold's training photos' (``knn_<k>`` for :data:`KNN_KS`, in [0, 2]; the bank: at most
-    ``max_bank`` training photos, a seeded sample), and stage 1's probabilities on the mirror
-    image (``pf_<manufacturer>``) and on the zoomed centre crop (``pz_<manufacturer>``,
-    :func:`model.confidence.zoom`). Probabilities are in [0, 1]. A stage 1 without penultimate
-    features to take (compact, VGG16) gives empty dicts."""
+    row of ``test_rows`` in order:
+
+    - ``knn_<k>`` for :data:`KNN_KS`: the k-NN distance (in [0, 2]) of the photo's penultimate
+      stage-1 features to the fold's training photos' (the bank: at most ``max_bank`` of
+      ``sel["train"]``'s photos, a seeded sample);
+    - ``val_q<q>_knn_<k>``: the fold's own scale for it, the quantile ``q`` (:data:`VAL_QUANTILES`,
+      percent) of the same distance over the fold's validation photos (``sel["validation"]``),
+      which a version can compute at training time too;
+    - ``pf_<manufacturer>`` / ``pz_<manufacturer>``: stage 1's probabilities on the mirror image
+      and on the zoomed centre crop (:func:`model.confidence.zoom`), in [0, 1].
+
+    A stage 1 without penultimate features to take (compact, VGG16) gives empty dicts."""
     try:
         fm = conf.feature_model(cascade.stage1)
     except ValueError:
         return [{} for _ in test_rows]
     df, spec = prep.df, cascade.spec
-    photo_tr = train_rows[(df["domain"].iloc[train_rows] == "photo").to_numpy()]
+
+    def photos(rows):
+        return rows[(df["domain"].iloc[rows] == "photo").to_numpy()]
+
+    def feats(rows):
+        return np.concatenate([np.asarray(fm.predict_on_batch(x)[1]) for x in _scaled_batches(prep.pixels, rows, spec)]
+                              or [np.zeros((0, fm.output_shape[1][-1]), np.float32)])
+
+    photo_tr = photos(sel["train"])
     if len(photo_tr) > max_bank:
         photo_tr = np.sort(np.random.default_rng(seed).choice(photo_tr, max_bank, replace=False))
-    bank = conf.unit(np.concatenate([np.asarray(fm.predict_on_batch(x)[1]) for x in
-                                     _scaled_batches(prep.pixels, photo_tr, spec)]))
+    bank = conf.unit(feats(photo_tr))
+    ks = tuple(min(k, len(bank)) for k in KNN_KS)  # tiny folds
+    val = photos(sel["validation"])
+    d_val = conf.knn_distance(feats(val), bank, ks) if len(val) else np.full((1, len(ks)), np.nan, np.float32)
+    scale = {f"val_q{q}_knn_{k}": round(float(np.quantile(d_val[:, j], q / 100)), 5)
+             for j, k in enumerate(KNN_KS) for q in VAL_QUANTILES}
     out = []
     for x in _scaled_batches(prep.pixels, test_rows, spec):
         _, f = fm.predict_on_batch(x)
         pf, _ = fm.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1]))
         pz, _ = fm.predict_on_batch(conf.zoom(x))
-        d = conf.knn_distance(np.asarray(f), bank, tuple(min(k, len(bank)) for k in KNN_KS))  # tiny folds
+        d = conf.knn_distance(np.asarray(f), bank, ks)
         for i in range(len(x)):
-            out.append({**{f"knn_{k}": round(float(d[i, j]), 5) for j, k in enumerate(KNN_KS)},
+            out.append({**{f"knn_{k}": round(float(d[i, j]), 5) for j, k in enumerate(KNN_KS)}, **scale,
                         **{f"pf_{m}": round(float(v), 6) for m, v in zip(cascade.manufacturers, np.asarray(pf)[i])},
                         **{f"pz_{m}": round(float(v), 6) for m, v in zip(cascade.manufacturers, np.asarray(pz)[i])}})
     return out
