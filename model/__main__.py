@@ -36,6 +36,17 @@ from .training.train import train
 DEFAULT_MODEL_DIR = os.environ.get("PLANESPOTTER_MODEL_DIR", "models/latest")
 
 
+def _percent(text: str) -> float:
+    """argparse type: a number in (0, 100]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentile in (0, 100]")
+    return v
+
+
 def _train(args) -> int:
     if args.recipe == "r-original":
         print(train_r_original(args.data, args.models_dir, weights=args.weights,
@@ -57,6 +68,7 @@ def _train(args) -> int:
                       save_weights=args.save_weights, workers=args.workers, localizer=not args.no_localizer,
                       crop=args.crop, tta=args.tta, source_balance=args.source_balance,
                       one_source_stage1=args.one_source_stage1, view_styles=args.view_styles,
+                      novelty_quantile=args.novelty_quantile, novelty_k=args.novelty_k, views=args.views,
                       crop_rule=json.loads(args.crop_rule) if args.crop_rule else None)
     if args.leave_one_source_out:
         entry = eval_sources(cfg, origins=args.origins, out=args.sources_out, label=args.label)
@@ -227,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage-1 weight factor of a photo source with one manufacturer (0: it teaches stage 2 only)")
     t.add_argument("--view-styles", action="store_true",
                    help="--photo-views: add night/dusk casts, squashed aspects, zoomed-out scenes and watermarks")
+    t.add_argument("--novelty-quantile", type=_percent, default=None,
+                   help="unsure when a photo's k-NN feature distance to the training photos reaches this percentile "
+                        "(0-100) of the validation photos' distances (model.confidence; default off)")
+    t.add_argument("--novelty-k", type=int, default=10, help="--novelty-quantile: the neighbour whose distance counts")
+    t.add_argument("--views", action="store_true",
+                   help="unsure when the mirror image or a zoomed centre crop changes stage 1's answer (3 stage-1 passes)")
     t.add_argument("--leave-one-source-out", action="store_true",
                    help="instead of one model: train once per photo origin with that origin held out, and report "
                         "each held-out origin's figures and their mean (make eval-sources; model.training.sources)")

@@ -22,6 +22,7 @@ import numpy as np
 
 from dataset.schema import family_of
 
+from . import confidence as conf
 from . import io as mio
 from . import preprocessing as pp
 
@@ -73,6 +74,23 @@ class Cascade:
     type_threshold: float = DEFAULT_TYPE_THRESHOLD
     localizer: object = None
     aircraft_threshold: float | None = None
+    confidence: conf.ConfidenceRule | None = None
+    bank: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.confidence is None:
+            self.confidence = conf.ConfidenceRule.from_labels(self.labels)
+        self._features = None
+
+    @property
+    def novelty(self) -> bool:
+        """The version flags unusual photos (a feature bank and a novelty threshold)."""
+        return self.bank is not None and self.confidence.novelty_threshold is not None
+
+    @property
+    def views(self) -> bool:
+        """The version checks that the mirror image and the zoomed crop agree (``labels["confidence"]["views"]``)."""
+        return bool(self.confidence.views)
 
     @property
     def crop_rule(self):
@@ -124,8 +142,16 @@ class Cascade:
         aircraft_threshold = info["labels"].get("aircraft_threshold")
         if localizer is not None and aircraft_threshold is not None:
             aircraft_threshold = env_probability("PLANESPOTTER_AIRCRAFT_THRESHOLD", aircraft_threshold)
+        rule = conf.ConfidenceRule.from_labels(info["labels"])
+        bank = None
+        if rule.novelty_threshold is not None:
+            try:
+                bank = conf.load_bank(path)
+            except (OSError, ValueError) as e:
+                raise mio.ModelLoadError(f"{path}: labels.json sets a novelty threshold but {conf.BANK_FILE} "
+                                         f"cannot be read ({e})") from None
         return cls(stage1, stage2, info["labels"], spec, info["version"], threshold, info, type_threshold,
-                   localizer, aircraft_threshold)
+                   localizer, aircraft_threshold, rule, bank)
 
     @property
     def manufacturers(self) -> list[str]:
@@ -150,6 +176,44 @@ class Cascade:
             ``(p_manufacturer (n, M), {manufacturer: (n, T_m) array})``; rows of a stage-2 array
             that were not routed there are NaN.
         """
+        p_m, p_t, _ = self.forward_signals(x)
+        return p_m, p_t
+
+    def stage1_signals(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Stage 1 with the version's confidence signals (:mod:`model.confidence`).
+
+        Args:
+            x: float32 ``(n, H, W, 3)`` preprocessed images.
+        Returns:
+            ``(p_manufacturer (n, M) float64, novelty (n,) float32 k-NN distance in [0, 2] or
+            None, views_disagree (n,) bool or None)``. With TTA ``flip`` the probabilities are
+            the mean of the image's and its mirror image's.
+        """
+        x = np.asarray(x, np.float32)
+        novelty = disagree = None
+        if self.novelty:
+            if self._features is None:
+                self._features = conf.feature_model(self.stage1)
+            p, f = self._features.predict_on_batch(x)
+            p = np.asarray(p, np.float64)
+            novelty = conf.knn_distance(np.asarray(f), self.bank, self.confidence.k)
+        else:
+            p = np.asarray(self.stage1.predict_on_batch(x), np.float64)
+        p_flip = None
+        if self.tta == "flip" or self.views:  # the mirror image as a second batch of the same size
+            p_flip = np.asarray(self.stage1.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1])), np.float64)
+        if self.views:
+            p_zoom = np.asarray(self.stage1.predict_on_batch(conf.zoom(x)), np.float64)
+            top = p.argmax(axis=1)
+            disagree = (p_flip.argmax(axis=1) != top) | (p_zoom.argmax(axis=1) != top)
+        if self.tta == "flip":
+            p = (p + p_flip) / 2
+        return p, novelty, disagree
+
+    def forward_signals(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+        """:meth:`probabilities` with the signals that decide "unsure": ``(p_manufacturer,
+        {manufacturer: p_leaves}, {"novelty": (n,) or None, "views_disagree": (n,) or None,
+        "unsure": bool (n,)})``. An unsure image is routed to both leading manufacturers."""
         x = np.asarray(x, np.float32)
         flip = self.tta == "flip"
 
@@ -159,9 +223,13 @@ class Cascade:
                 p = (p + np.asarray(model.predict_on_batch(np.ascontiguousarray(rows[:, :, ::-1])), np.float64)) / 2
             return p
 
-        p_m = run(self.stage1, x)
+        p_m, novelty, disagree = self.stage1_signals(x)
         top = p_m.argmax(axis=1)
         confident = p_m.max(axis=1) >= self.threshold
+        if novelty is not None:
+            confident &= novelty < self.confidence.novelty_threshold
+        if disagree is not None:
+            confident &= ~disagree
         second = np.argsort(-p_m, axis=1)[:, 1] if p_m.shape[1] > 1 else top
         p_t = {}
         for j, m in enumerate(self.manufacturers):
@@ -173,7 +241,7 @@ class Cascade:
             if len(rows):
                 out[rows] = run(model, x[rows])
             p_t[m] = out
-        return p_m, p_t
+        return p_m, p_t, {"novelty": novelty, "views_disagree": disagree, "unsure": ~confident}
 
     def families(self, manufacturer: str) -> list[str]:
         """The family of each stage-2 leaf of ``manufacturer`` (see :func:`leaf_families`)."""
@@ -233,18 +301,19 @@ class Cascade:
                                             # "another manufacturer (not Airbus or Boeing)", "not an aircraft"
                  "aircraft": {"probability": float | None, "threshold": float | None},
                  "box": [left, top, right, bottom] | None,
-                 "unsure": bool,
+                 "unsure": bool,   # stage 1 under the threshold, an unusual photo, or views that disagree
+                 "unsure_reasons": [str, ...],  # why, codes of model.confidence.REASONS; [] when sure
                  "branches": [Cascade.branch(...), ...],   # what stage 1/2 said, also for "none"
                  "top_k": [{"manufacturer", "family", "type", "probability"}, ...]}  # joint; type None for family leaves
 
             Level ``manufacturer`` is the answer for ``Other`` (no family, no type) and for a
             manufacturer without a stage-2 model.
         """
-        p_m, p_t = self.probabilities(x)
+        p_m, p_t, signals = self.forward_signals(x)
         results = []
         for i in range(len(p_m)):
             order = np.argsort(-p_m[i], kind="stable")
-            unsure = bool(p_m[i, order[0]] < self.threshold)
+            unsure = bool(signals["unsure"][i])
             branches, pairs = [], []
             for j in order[: 2 if unsure else 1]:
                 m = self.manufacturers[j]
@@ -264,6 +333,9 @@ class Cascade:
             label = {"type": best["type"], "family": f"{best['family']}{FAMILY_LEAF_SUFFIX}",
                      "manufacturer": best["manufacturer"], "none": "none"}[level]
             pairs.sort(key=lambda t: -t[0])
+            reasons = [] if no_aircraft or not unsure else self.unsure_reasons(
+                float(p_m[i, order[0]]), pairs, None if signals["novelty"] is None else float(signals["novelty"][i]),
+                None if signals["views_disagree"] is None else bool(signals["views_disagree"][i]))
             box = None if boxes is None or boxes[i] is None else [int(v) for v in boxes[i]]
             if no_aircraft:
                 head = {"manufacturer": {"label": None, "probability": None},
@@ -283,11 +355,29 @@ class Cascade:
                 "aircraft": {"probability": p_air, "threshold": self.aircraft_threshold},
                 "box": box,
                 "unsure": unsure and not no_aircraft,
+                "unsure_reasons": reasons,
                 "branches": branches,
                 "top_k": [{"manufacturer": m, "family": f, "type": t, "probability": p}
                           for p, m, f, t in pairs[:max(1, top_k)]],
             })
         return results
+
+    def unsure_reasons(self, p_top: float, pairs: list, novelty: float | None, disagree: bool | None) -> list[str]:
+        """Why an unsure answer is unsure, as codes of :data:`model.confidence.REASONS` in that
+        order: ``low_confidence`` (stage 1's top probability under the threshold; reported as
+        ``types_close`` instead when the second joint probability of ``pairs`` — ``(p, …)``
+        sorted best first — is at least ``confidence.types_close`` times the first),
+        ``unusual_photo`` (novelty at or above its threshold), ``views_disagree``."""
+        out = []
+        if p_top < self.threshold:
+            close = (self.confidence.types_close is not None and len(pairs) > 1
+                     and pairs[1][0] >= self.confidence.types_close * pairs[0][0])
+            out.append("types_close" if close else "low_confidence")
+        if novelty is not None and self.novelty and novelty >= self.confidence.novelty_threshold:
+            out.append("unusual_photo")
+        if disagree:
+            out.append("views_disagree")
+        return sorted(out, key=conf.REASONS.index)
 
 
 def env_probability(name: str, default: float) -> float:

@@ -128,14 +128,15 @@ class ConfidenceRule:
         k: the neighbour whose distance counts.
         views: ``True``: the mirror image and a zoomed crop are classified too, and the answer is
             unsure when their top manufacturer differs.
-        types_close: the ratio of the second to the first joint probability at or above which two
-            types are "close" (reported as a reason when the answer is unsure anyway); ``None``: off.
+        types_close: when stage 1 is under the routing threshold, the ratio of the second to the
+            first joint probability at or above which the reason is "two types are close" rather
+            than "the manufacturer is uncertain"; ``None``: never.
     """
 
     novelty_threshold: float | None = None
     k: int = 10
     views: bool = False
-    types_close: float | None = None
+    types_close: float | None = 0.5
 
     @classmethod
     def from_labels(cls, labels: dict) -> "ConfidenceRule":

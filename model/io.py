@@ -33,6 +33,7 @@ import numpy as np
 from dataset.images import sha256_file
 
 from . import preprocessing as pp
+from .confidence import save_bank
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -92,7 +93,7 @@ def write_json(path: Path, obj) -> None:
 def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: dict,
                  spec: pp.PreprocessingSpec, metrics: dict, model_card: str,
                  version: str | None = None, update_latest: bool = True, localizer=None,
-                 reference: bytes | None = None) -> Path:
+                 reference: bytes | None = None, bank=None) -> Path:
     """Export a complete model version atomically.
 
     Args:
@@ -104,6 +105,8 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         reference: the encoded reference image (PNG bytes; e.g. a test render the version
             recognises, chosen at training), stored as ``reference.png`` with its tensor checksum
             as ``reference_sha256``; default: the synthetic :func:`model.preprocessing.reference_png`.
+        bank: the training photos' features ``(N, D)`` for the novelty signal, saved as
+            ``novelty.npz`` (:func:`model.confidence.save_bank`), or ``None``.
     Returns:
         Path of the new version folder.
     """
@@ -127,6 +130,8 @@ def save_version(models_dir: str | os.PathLike, stage1, stage2: dict, labels: di
         write_json(tmp / METRICS, metrics)
         (tmp / MODEL_CARD).write_text(model_card)
         (tmp / REFERENCE_IMAGE).write_bytes(reference)
+        if bank is not None:
+            save_bank(tmp, bank)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         write_json(tmp / MANIFEST, {
             "version": version,

@@ -126,8 +126,9 @@ class Pipeline:
     def stages(self) -> list[str]:
         """The stages this version runs, in order: ``decode``, ``gate`` (the "not an aircraft"
         localizer), ``crop`` (cut to the aircraft's box), ``classify`` (stage 1 and stage 2),
-        ``tta:<kind>`` (test-time augmentation, e.g. ``tta:flip``), ``read`` (the registration
-        reader, on request, when a registry is loaded)."""
+        ``tta:<kind>`` (test-time augmentation, e.g. ``tta:flip``), ``novelty`` (unusual photos
+        are unsure: :mod:`model.confidence`), ``views`` (the mirror image and a zoomed crop must
+        agree), ``read`` (the registration reader, on request, when a registry is loaded)."""
         out = ["decode"]
         if self.has_localizer:
             out.append("gate")
@@ -136,6 +137,10 @@ class Pipeline:
         out.append("classify")
         if self.cascade.tta:
             out.append(f"tta:{self.cascade.tta}")
+        if self.cascade.novelty:
+            out.append("novelty")
+        if self.cascade.views:
+            out.append("views")
         if self.reads:
             out.append("read")
         return out

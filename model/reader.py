@@ -178,8 +178,8 @@ def fuse(answer: dict, reading: Reading | None) -> dict:
     unsure and the registry names one of its two branches, the answer becomes the registry's
     type: ``manufacturer``/``family``/``type`` labels from the registry (the manufacturer's
     probability stays stage 1's; family and type probabilities ``None``: not the image's),
-    ``answer = {"level": "type", "label", "text", "source": "registration"}`` and
-    ``unsure = False``. A "not an aircraft" answer is never changed.
+    ``answer = {"level": "type", "label", "text", "source": "registration"}``,
+    ``unsure = False`` and ``unsure_reasons = []``. A "not an aircraft" answer is never changed.
 
     Returns:
         ``answer``.
@@ -206,5 +206,6 @@ def fuse(answer: dict, reading: Reading | None) -> dict:
         f"{e.icao_type} ({e.description})" if e.description else e.icao_type
     answer["answer"] = {"level": "type", "label": e.icao_type, "text": words, "source": SOURCE}
     answer["unsure"] = False
+    answer["unsure_reasons"] = []  # the registration settles what the image left open
     answer["registration"]["agrees"] = True
     return answer

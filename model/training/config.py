@@ -54,6 +54,9 @@ class TrainConfig:
     source_balance: bool = False  # stage 1: both manufacturers weigh the same inside each photo source
     one_source_stage1: float = 1.0  # stage-1 weight factor of a photo source with one manufacturer (0: stage 2 only)
     view_styles: bool = False  # --photo-views with night/dusk, squashed, zoomed-out and watermarked styles
+    novelty_quantile: float | None = None  # unsure when the k-NN feature distance passes this percentile of validation photos'
+    novelty_k: int = 10  # the neighbour whose distance counts (model.confidence.knn_distance)
+    views: bool = False  # unsure when the mirror image or a zoomed crop changes stage 1's answer
     version: str | None = None
     verbose: int = 2
     extra: dict = field(default_factory=dict)

@@ -106,4 +106,5 @@ def export_version(cfg: TrainConfig, cascade: Cascade, labels: dict, metrics: di
     """Write the version folder (:func:`model.io.save_version`) with ``reference`` (PNG bytes, e.g.
     :func:`choose_reference`'s) as its reference image; ``models/latest`` points to it."""
     return mio.save_version(cfg.models_dir, cascade.stage1, cascade.stage2, labels, cascade.spec, metrics, card,
-                            version=cascade.version, localizer=cascade.localizer, reference=reference)
+                            version=cascade.version, localizer=cascade.localizer, reference=reference,
+                            bank=cascade.bank)

@@ -24,6 +24,7 @@ from . import augment, features, full, joint
 from .calibration import calibrate
 from .config import STAGE1_MANUFACTURERS, TrainConfig, log
 from .export import calibrate_and_export
+from .novelty import fit_confidence
 from .prepare import Prepared, judging_rows, stage2_leaves, targets
 from .weighting import class_weights
 
@@ -328,7 +329,8 @@ def _gate(prep: Prepared, val_rows: np.ndarray) -> tuple[float, dict]:
 
 def fit_cascade(cfg: TrainConfig, prep: Prepared, sel: dict, version: str):
     """Train both stages on the rows of ``sel["train"]`` (validation: ``sel["validation"]``),
-    calibrate, and build the in-memory :class:`Cascade` (with the localizer and its gate).
+    calibrate, and build the in-memory :class:`Cascade` (with the localizer and its gate, and the
+    configuration's confidence rule: :func:`model.training.novelty.fit_confidence`).
 
     Returns:
         ``(cascade, labels, calibration, history, seconds, manufacturers)``.
@@ -366,4 +368,7 @@ def fit_cascade(cfg: TrainConfig, prep: Prepared, sel: dict, version: str):
         log(f"aircraft gate: threshold {aircraft_threshold:.4g} ({gate})")
     cascade = Cascade(stage1, stage2, labels, spec, version, cfg.threshold, type_threshold=cfg.type_threshold,
                       localizer=localizer, aircraft_threshold=aircraft_threshold, info=info)
+    rule = fit_confidence(cfg, cascade, df, pixels, sel)
+    if rule is not None:
+        labels["confidence"] = rule
     return cascade, labels, calibration, history, seconds, manufacturers
