@@ -220,12 +220,13 @@ def run(images: list[tuple[str, bytes]], top_k: int, read: bool = False) -> Resu
 
 
 #: Keys of a single image's prediction repeated at the top level of the native answer.
-TOP_LEVEL_KEYS = ("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "registration")
+TOP_LEVEL_KEYS = ("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "unsure_reasons",
+                  "registration")
 
 
 def native_body(result: Result) -> dict:
     """The native ``/predict`` answer: model version; when one image, its manufacturer, family,
-    type, answer, aircraft, box and unsure at top level (:data:`TOP_LEVEL_KEYS`); every
+    type, answer, aircraft, box, unsure, unsure_reasons and registration at top level (:data:`TOP_LEVEL_KEYS`); every
     prediction; timing in milliseconds."""
     body = {"model_version": result.model_version}
     if len(result.predictions) == 1:
@@ -244,6 +245,8 @@ NO_BOX = [-1, -1, -1, -1]
 def flat_outputs(pred: dict) -> dict:
     """One prediction as named outputs (the OIP v2 / TF Serving views).
 
+    - ``unsure_reasons``: why the answer is unsure, the codes of :data:`model.confidence.REASONS`
+      joined by ``,`` (``"unusual_photo,views_disagree"``); ``""`` when sure.
     - ``answer_source``: ``image``, or ``registration`` when the type came from the registration
       painted on the aircraft (:func:`model.reader.fuse`).
     - ``registration``, ``registration_icao_type``: the registration read and the registry's ICAO
@@ -285,6 +288,7 @@ def flat_outputs(pred: dict) -> dict:
         "answer": pred["answer"]["label"],
         "joint_probability": 0.0 if none else best["joint_probability"],
         "unsure": pred["unsure"],
+        "unsure_reasons": ",".join(pred.get("unsure_reasons", [])),
         "answer_level": pred["answer"]["level"],
         "answer_text": pred["answer"]["text"],
         "aircraft_probability": NO_AIRCRAFT_PROBABILITY if p_air is None else p_air,

@@ -28,6 +28,7 @@ from .registry import download as download_registry
 from .score import score_folder
 from .training import tracking
 from .training.config import TrainConfig
+from .training.novelty import add_confidence
 from .training.recipe_r import train_r_original
 from .training.report import test_report, write_test_report
 from .training.sources import eval_sources
@@ -143,6 +144,16 @@ def _registry(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{args.out}: {n} registrations (used by default; or PLANESPOTTER_REGISTRY={args.out})", file=sys.stderr)
+    return 0
+
+
+def _confidence(args) -> int:
+    try:
+        out = add_confidence(args.model_dir, args.novelty_quantile, args.novelty_k, args.views)
+    except (ModelLoadError, DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
     return 0
 
 
@@ -282,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="data/external/registry.csv.gz")
     g.add_argument("--url", default=TAR1090_URL, help="tar1090-db's aircraft.csv.gz (semicolon CSV, gzip)")
     g.set_defaults(func=_registry)
+
+    c = sub.add_parser("confidence", help="a new version with a confidence rule (novelty, views), fitted on the "
+                                          "version's own training photos; the networks are unchanged")
+    c.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    c.add_argument("--novelty-quantile", type=_percent, default=None,
+                   help="unsure at this percentile (0-100) of the validation photos' k-NN distances (default off)")
+    c.add_argument("--novelty-k", type=int, default=10)
+    c.add_argument("--views", action="store_true", help="unsure when the mirror image or a zoomed crop disagree")
+    c.set_defaults(func=_confidence)
 
     i = sub.add_parser("info", help="print a version's manifest, labels and preprocessing")
     i.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)

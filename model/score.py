@@ -35,11 +35,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 #: registration reader's (``make score REGISTRATION=1``; :func:`model.reader.fuse`):
 #: ``answer_source`` (``image``, or ``registration`` when the type is the registry's),
 #: ``registration`` and ``registration_icao_type`` (empty when none was read),
-#: ``registration_agrees`` (``true``/``false``, empty when none) and ``registration_box``.
+#: ``registration_agrees`` (``true``/``false``, empty when none) and ``registration_box``. Last,
+#: ``unsure_reasons``: why the answer is unsure, codes of :data:`model.confidence.REASONS` joined
+#: by ``,`` (empty when sure).
 SCORE_COLUMNS = ("file", "manufacturer", "manufacturer_probability", "family", "family_probability", "type",
                  "type_probability", "answer", "joint_probability", "unsure", "model_version", "error",
                  "answer_level", "answer_text", "aircraft_probability", "box", "answer_source", "registration",
-                 "registration_icao_type", "registration_agrees", "registration_box")
+                 "registration_icao_type", "registration_agrees", "registration_box", "unsure_reasons")
 
 
 def list_images(root: str | os.PathLike, num_shards: int = 1, shard_index: int = 0) -> list[str]:
@@ -208,7 +210,8 @@ def score_row(name: str, pred: dict | None, version: str, error: str = "") -> li
                    joint_probability="" if a["level"] == "none" else _fmt(pred["branches"][0]["joint_probability"]),
                    unsure=str(pred["unsure"]).lower(), answer_level=a["level"], answer_text=a.get("text", ""),
                    aircraft_probability=_fmt((pred.get("aircraft") or {}).get("probability")),
-                   box=box_text(pred.get("box")), answer_source=a.get("source", "image"))
+                   box=box_text(pred.get("box")), answer_source=a.get("source", "image"),
+                   unsure_reasons=",".join(pred.get("unsure_reasons", [])))
         reg = pred.get("registration")
         if reg:
             row.update(registration=reg["text"], registration_icao_type=reg["icao_type"],

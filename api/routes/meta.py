@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from model.confidence import REASON_TEXT
+
 from ..errors import APIError
 from ..spec import PROB, STR_OR_NULL
 
@@ -26,7 +28,12 @@ SCHEMAS: dict[str, dict] = {
                 "aircraft_threshold": {**PROB, "description": "the localizer's gate (versions with one): "
                                                                "aircraft probability below it answers `none`"},
                 "tta": {"type": "string", "enum": ["flip"],
-                        "description": "test-time augmentation: `flip` averages the image and its mirror"}}},
+                        "description": "test-time augmentation: `flip` averages the image and its mirror"},
+                "confidence": {"type": "object", "description": "when an answer is unsure beyond stage 1's "
+                                                                "probability (model.confidence.ConfidenceRule)",
+                               "properties": {"novelty_threshold": {"type": "number", "nullable": True},
+                                              "k": {"type": "integer"}, "views": {"type": "boolean"},
+                                              "types_close": {"type": "number", "nullable": True}}}}},
             "preprocessing": {"type": "object", "description": "PreprocessingSpec and reference_sha256"},
             "threshold": PROB,
             "metrics": {"type": "object"},
@@ -35,7 +42,11 @@ SCHEMAS: dict[str, dict] = {
                        "description": "the inference pipeline's stages for this version, in order "
                                       "(model.pipeline.Pipeline.stages): `decode`, `gate` (the \"not an "
                                       "aircraft\" localizer), `crop` (cut to the aircraft), `classify`, "
-                                      "`tta:<kind>`, `read` (the registration reader, on request)"},
+                                      "`tta:<kind>`, `novelty` (unusual photos are unsure), `views` (the "
+                                      "mirror image and a zoomed crop must agree), `read` (the registration "
+                                      "reader, on request)"},
+            "unsure_reasons": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "each unsure reason's code (`UnsureReason`) in words"},
             "registration": {"$ref": "#/components/schemas/RegistrationStatus"},
         },
     },
@@ -82,5 +93,6 @@ def metadata():
                                  for k, v in (metrics.get("calibration") or {}).items() if isinstance(v, dict)}},
         load_seconds=engine.load_seconds,
         stages=engine.pipeline.stages,
+        unsure_reasons=REASON_TEXT,
         registration=engine.registration(),
     )

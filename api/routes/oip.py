@@ -16,7 +16,9 @@ Outputs (shape ``[n]`` each, ``box`` ``[n, 4]``): ``manufacturer`` (BYTES; ``""`
 P(family | manufacturer)), ``type`` (BYTES; ``""`` unless the answer names a type),
 ``type_probability`` (FP64; P(type | manufacturer)), ``answer`` (BYTES: "B77W", "B777 family",
 "Boeing", "Other" or "none"), ``joint_probability`` (FP64; P(manufacturer) x P(answer |
-manufacturer); 0.0 for level ``none``), ``unsure`` (BOOL), ``answer_level`` (BYTES: ``type``,
+manufacturer); 0.0 for level ``none``), ``unsure`` (BOOL), ``unsure_reasons`` (BYTES: why, the
+codes ``low_confidence``, ``unusual_photo``, ``views_disagree``, ``types_close`` joined by ``,``;
+``""`` when sure), ``answer_level`` (BYTES: ``type``,
 ``family``, ``manufacturer`` or ``none``), ``answer_text`` (BYTES: the answer in words, "Boeing
 B77W", "another manufacturer (not Airbus or Boeing)", "not an aircraft"),
 ``aircraft_probability`` (FP64: the localizer's aircraft probability in [0, 1]; -1.0 when the
@@ -46,7 +48,8 @@ bp = Blueprint("oip", __name__, url_prefix="/v2")
 
 OUTPUTS = [("manufacturer", "BYTES"), ("manufacturer_probability", "FP64"), ("family", "BYTES"),
            ("family_probability", "FP64"), ("type", "BYTES"), ("type_probability", "FP64"),
-           ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL"), ("answer_level", "BYTES"),
+           ("answer", "BYTES"), ("joint_probability", "FP64"), ("unsure", "BOOL"),
+           ("unsure_reasons", "BYTES"), ("answer_level", "BYTES"),
            ("answer_text", "BYTES"), ("aircraft_probability", "FP64"), ("box", "INT32"),
            ("answer_source", "BYTES"), ("registration", "BYTES"), ("registration_icao_type", "BYTES"),
            ("registration_agrees", "BOOL"), ("registration_box", "INT32")]

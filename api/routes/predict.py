@@ -23,6 +23,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from model import io as mio
+from model.confidence import REASON_TEXT, REASONS
 
 from .. import fetch, inference
 from ..errors import APIError
@@ -47,8 +48,14 @@ ANSWER_FIELDS = {name: {"$ref": f"#/components/schemas/{schema}"} for name, sche
     ("answer", "Answer"), ("aircraft", "Aircraft"), ("box", "Box"), ("registration", "Registration"))}
 
 
+#: ``unsure_reasons`` of the native answer: why it is unsure (empty when sure).
+UNSURE_REASONS = {"type": "array", "items": {"$ref": "#/components/schemas/UnsureReason"},
+                  "example": ["unusual_photo"], "description": "why the answer is unsure; [] when sure"}
+
 #: OpenAPI components of this module's operations (collected by :func:`api.spec.build_spec`).
 SCHEMAS: dict[str, dict] = {
+    "UnsureReason": {"type": "string", "enum": list(REASONS),
+                     "description": "; ".join(f"`{k}`: {v}" for k, v in REASON_TEXT.items())},
     "ManufacturerResult": {
         "type": "object", "required": ["label", "probability"],
         "description": "stage 1: `Airbus`, `Boeing` or (versions trained with a third class) `Other`, "
@@ -129,13 +136,15 @@ SCHEMAS: dict[str, dict] = {
     },
     "Prediction": {
         "type": "object", "required": ["file", "manufacturer", "family", "type", "answer", "aircraft", "box",
-                                       "unsure", "branches", "top_k", "registration"],
+                                       "unsure", "unsure_reasons", "branches", "top_k", "registration"],
         "properties": {
             "file": {"type": "string", "description": "the image's name in the request"},
             **ANSWER_FIELDS,
             "unsure": {"type": "boolean", "description": "top manufacturer probability under the routing "
-                                                         "threshold: both leading branches are given "
+                                                         "threshold, an unusual photo, or views that "
+                                                         "disagree: both leading branches are given "
                                                          "(false for level `none`)"},
+            "unsure_reasons": UNSURE_REASONS,
             "branches": {"type": "array", "items": {"$ref": "#/components/schemas/Branch"}},
             "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/TopK"}},
         },
@@ -146,6 +155,7 @@ SCHEMAS: dict[str, dict] = {
             "model_version": {"type": "string"},
             **ANSWER_FIELDS,
             "unsure": {"type": "boolean"},
+            "unsure_reasons": UNSURE_REASONS,
             "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
             "timing_ms": {"type": "object", "required": ["decode", "inference"],
                           "properties": {"decode": {"type": "number"}, "inference": {"type": "number"}}},

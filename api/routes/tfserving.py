@@ -51,7 +51,8 @@ SCHEMAS: dict[str, dict] = {
     "FlatOutputs": {
         "type": "object",
         "required": ["manufacturer", "manufacturer_probability", "family", "family_probability", "type",
-                     "type_probability", "answer", "joint_probability", "unsure", "answer_level", "answer_text",
+                     "type_probability", "answer", "joint_probability", "unsure", "unsure_reasons", "answer_level",
+                     "answer_text",
                      "aircraft_probability", "box", "answer_source", "registration", "registration_icao_type",
                      "registration_agrees", "registration_box"],
         "description": "one image's outputs (OIP v2 infer, TF Serving predict); a level the answer does not "
@@ -63,6 +64,9 @@ SCHEMAS: dict[str, dict] = {
                        "answer": {"type": "string", "example": "B777 family"},
                        "joint_probability": {**PROB, "description": "0.0 for answer level `none`"},
                        "unsure": {"type": "boolean"},
+                       "unsure_reasons": {"type": "string", "example": "unusual_photo,views_disagree",
+                                          "description": "why the answer is unsure: codes of "
+                                                         "`UnsureReason` joined by ','; \"\" when sure"},
                        "answer_level": {"type": "string", "enum": ["type", "family", "manufacturer", "none"]},
                        "answer_text": {"type": "string", "example": "not an aircraft"},
                        "aircraft_probability": {"type": "number", "minimum": -1, "maximum": 1,

@@ -10,6 +10,9 @@ rule, with the share chosen on held-out origins).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from .. import confidence as conf
@@ -35,7 +38,8 @@ def fit_confidence(cfg: TrainConfig, cascade, df, pixels: np.ndarray, sel: dict)
 
     With ``cfg.novelty_quantile``: the bank is the training photos' features (at most
     :data:`MAX_BANK`, a seeded sample; ``cascade.bank``, unit length), the threshold the
-    quantile of the validation photos' k-NN distances (``cfg.novelty_k``). With ``cfg.views``:
+    quantile of the validation photos' k-NN distances (``cfg.novelty_k``). Data without photos
+    (renders alone) uses every training and validation row instead. With ``cfg.views``:
     the mirror image and the zoomed crop must agree.
 
     Raises:
@@ -48,8 +52,10 @@ def fit_confidence(cfg: TrainConfig, cascade, df, pixels: np.ndarray, sel: dict)
     if cfg.novelty_quantile is not None:
         photos = (df["domain"] == "photo").to_numpy()
         tr, va = (sel[s][photos[sel[s]]] for s in ("train", "validation"))
+        if len(tr) < cfg.novelty_k or not len(va):  # no photos: every row
+            tr, va = sel["train"], sel["validation"]
         if len(tr) < cfg.novelty_k or not len(va):
-            raise ValueError(f"novelty needs >= {cfg.novelty_k} training photos and a validation photo "
+            raise ValueError(f"novelty needs >= {cfg.novelty_k} training images and a validation image "
                              f"({len(tr)} and {len(va)})")
         if len(tr) > MAX_BANK:
             tr = np.sort(np.random.default_rng(cfg.seed).choice(tr, MAX_BANK, replace=False))
@@ -61,3 +67,48 @@ def fit_confidence(cfg: TrainConfig, cascade, df, pixels: np.ndarray, sel: dict)
             f"{rule.novelty_threshold} (validation photos' {cfg.novelty_quantile}th percentile)")
     cascade.confidence = rule
     return rule.as_dict()
+
+
+def add_confidence(model_dir, novelty_quantile: float | None, novelty_k: int = 10, views: bool = False,
+                   models_dir=None) -> Path:
+    """A new version with a confidence rule, from an existing one without retraining: the same
+    networks, the rule fitted on the version's own training and validation photos (its
+    ``metrics.json`` ``config``: data, seed, image size; :func:`fit_confidence`). The source
+    version is left as it is; ``models/latest`` points to the new one.
+
+    Args:
+        model_dir: the version folder (``models/latest`` is followed).
+        novelty_quantile / novelty_k / views: as ``python -m model train`` takes them.
+        models_dir: where the new version goes (default: the source version's parent folder).
+    Returns:
+        The new version folder.
+    Raises:
+        model.io.ModelLoadError: the version does not load. ValueError: its metrics.json has no
+        training config, or the rule cannot be fitted (see :func:`fit_confidence`).
+    """
+    from .. import io as mio
+    from ..cascade import Cascade
+    from .prepare import prepare, split_rows
+
+    src = Path(model_dir).resolve()
+    info = mio.read_version_info(src)
+    config = dict(info["metrics"].get("config") or {})
+    if not config.get("data"):
+        raise ValueError(f"{src}/metrics.json holds no training config: train the version again with the flags")
+    known = set(TrainConfig.__dataclass_fields__) - {"extra"}
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in known})
+    cfg.novelty_quantile, cfg.novelty_k, cfg.views = novelty_quantile, novelty_k, views
+    cascade = Cascade.load(src)
+    prep = prepare(cfg)
+    rule = fit_confidence(cfg, cascade, prep.df, prep.pixels, split_rows(prep.df))
+    labels = {**cascade.labels, "confidence": rule} if rule else {
+        k: v for k, v in cascade.labels.items() if k != "confidence"}
+    metrics = {**info["metrics"], "config": cfg.as_dict(), "derived_from": info["version"]}
+    card = (src / mio.MODEL_CARD).read_text() if (src / mio.MODEL_CARD).is_file() else ""
+    card += (f"\n\nDerived from version `{info['version']}` with the confidence rule "
+             f"`{json.dumps(rule)}` (python -m model confidence; the networks are unchanged).\n")
+    out = mio.save_version(models_dir or src.parent, cascade.stage1, cascade.stage2, labels, cascade.spec, metrics,
+                           card, localizer=cascade.localizer, reference=mio.reference_image_bytes(src),
+                           bank=cascade.bank if rule and rule.get("novelty_threshold") is not None else None)
+    log(f"saved {out} (from {info['version']}, confidence {json.dumps(rule)})")
+    return out

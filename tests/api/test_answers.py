@@ -147,6 +147,11 @@ def test_oip_and_tf_serving_outputs_of_the_feature_model(feature_server, feature
                                  "registration", "registration_icao_type", "registration_agrees", "registration_box"]
     assert all(p["registration"] == "" and p["registration_box"] == [-1] * 4 and p["answer_source"] == "image"
                for p in row)  # not asked for
+    # why an answer is unsure: a list in the native answer, the codes joined by "," in the flat ones
+    assert [p["unsure_reasons"] for p in row] == [",".join(n["unsure_reasons"]) for n in native] \
+        == col["unsure_reasons"]
+    assert all(bool(n["unsure_reasons"]) == n["unsure"] for n in native)
+    assert all(set(n["unsure_reasons"]) <= {"low_confidence", "types_close"} for n in native)  # no rule: stage 1 alone
 
 
 def test_concurrent_requests_go_through_both_phases(feature_server, feature_image_dir):

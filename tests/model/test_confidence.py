@@ -138,8 +138,11 @@ def test_the_training_threshold_is_the_validation_photos_percentile():
     d_val = conf.knn_distance(conf.feature_model(c.stage1).predict_on_batch(pp.scale(pixels[20:], c.spec))[1],
                               c.bank, 3)
     assert rule["novelty_threshold"] == pytest.approx(float(np.quantile(d_val, 0.9)), abs=1e-4)
-    with pytest.raises(ValueError, match="validation photo"):
+    with pytest.raises(ValueError, match="validation image"):
         fit_confidence(TrainConfig(novelty_quantile=90), c, df, pixels, {"train": np.arange(20), "validation": np.arange(0)})
+    renders = df.assign(domain="render")  # no photos: every row makes the bank
+    assert fit_confidence(TrainConfig(novelty_quantile=90, novelty_k=3), c, renders, pixels, sel)["k"] == 3
+    assert c.bank.shape == (20, 3)
 
 
 def test_a_registration_settles_the_reasons():

@@ -125,7 +125,7 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
     (images / "broken.jpg").write_bytes((feature_image_dir / "exif6.jpg").read_bytes()[:300])
     assert list(SCORE_COLUMNS[12:16]) == ["answer_level", "answer_text", "aircraft_probability", "box"]
     assert list(SCORE_COLUMNS[16:]) == ["answer_source", "registration", "registration_icao_type",
-                                        "registration_agrees", "registration_box"]
+                                        "registration_agrees", "registration_box", "unsure_reasons"]
     assert list(SCORE_COLUMNS[:12]) == ["file", "manufacturer", "manufacturer_probability", "family",
                                         "family_probability", "type", "type_probability", "answer",
                                         "joint_probability", "unsure", "model_version", "error"]
@@ -138,6 +138,9 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
             continue
         assert r["answer_level"] in ("type", "family") and r["answer_text"] == f"{r['manufacturer']} {r['answer']}"
         assert r["aircraft_probability"] == "" and r["box"] == ""
+        # why: empty when sure, else the codes of stage 1 alone (this version has no confidence rule)
+        assert (r["unsure_reasons"] == "") == (r["unsure"] == "false")
+        assert set(filter(None, r["unsure_reasons"].split(","))) <= {"low_confidence", "types_close"}
 
     cascade = Cascade.load(feature_model_dir)
     new = {r["file"]: r for r in _rows(score_folder(cascade, images, tmp_path / "new.csv", batch_size=2,
@@ -165,8 +168,8 @@ def test_score_columns_of_the_new_answers(tiny_model_dir, feature_model_dir, fea
     for r in gated:
         if r["file"] != "broken.jpg":
             assert (r["manufacturer"], r["manufacturer_probability"], r["answer"], r["answer_level"],
-                    r["answer_text"], r["joint_probability"], r["unsure"]) == ("", "", "none", "none", NONE_TEXT,
-                                                                                 "", "false")
+                    r["answer_text"], r["joint_probability"], r["unsure"], r["unsure_reasons"]) == \
+                ("", "", "none", "none", NONE_TEXT, "", "false", "")
 
 
 def test_the_forward_limit_pays_for_the_localizer_too(feature_model_dir, monkeypatch):

@@ -64,6 +64,26 @@ def test_training_learns_on_held_out_liveries(small_render, lite0_weights, tmp_p
     assert "GPL-2.0-or-later" in card and "manufacturer accuracy" in card
 
     if fine_tune:
+        # the confidence rule added to the trained version, without retraining (python -m model confidence)
+        r = subprocess.run([sys.executable, "-m", "model", "confidence", "--model-dir", str(version),
+                            "--novelty-quantile", "90", "--novelty-k", "5", "--views"],
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr[-3000:]
+        derived = Path(r.stdout.strip().splitlines()[-1])
+        assert derived != version and (tmp_path / "models" / "latest").resolve() == derived.resolve()
+        from model.pipeline import Pipeline
+
+        pipe = Pipeline.load(derived)
+        assert pipe.stages[-2:] == ["novelty", "views"] and pipe.cascade.bank.shape[1] == 1280
+        rule = json.loads((derived / "labels.json").read_text())["confidence"]
+        assert rule["views"] is True and rule["k"] == 5 and 0 < rule["novelty_threshold"] < 2
+        answers = pipe.predict(sorted(small_render.rglob("*.png"))[:6])
+        assert all(a["unsure"] == bool(a["unsure_reasons"]) for a in answers)
+        assert json.loads((derived / "metrics.json").read_text())["derived_from"] == version.name
+        bad = subprocess.run([sys.executable, "-m", "model", "confidence", "--model-dir", str(version),
+                              "--novelty-quantile", "101"], capture_output=True, text=True, cwd=tmp_path)
+        assert bad.returncode == 2 and "percentile" in bad.stderr
         return
     # the same data again: every feature comes from the cache, the model is the same
     stats: dict = {}
