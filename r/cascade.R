@@ -17,6 +17,16 @@
 # every model's probabilities over the batch and its mirror image (a second batch of the same
 # size); a manufacturer without stage 2 ("Other") answers at level "manufacturer".
 #
+# The confidence rule (labels.json's "confidence", model.confidence.ConfidenceRule) is ported as
+# model/cascade.py applies it: with a novelty threshold the version's feature bank (novelty.npz,
+# model.confidence.load_bank) is loaded and stage 1 runs as model.confidence.feature_model (its
+# probabilities and penultimate features in one pass), the novelty being
+# model.confidence.knn_distance; with views the mirror image and model.confidence.zoom's crop
+# are classified too (all through reticulate: one implementation). An unusual photo or views
+# that disagree make the answer unsure like a low stage-1 probability (both branches), and
+# every answer carries unsure_reasons (ps_unsure_reasons, the port of
+# model.cascade.Cascade.unsure_reasons).
+#
 # Needs RETICULATE_PYTHON = the project's venv python (r/serve.R sets it when unset).
 
 #' Load a model version folder.
@@ -32,9 +42,15 @@
 #'   localizer (Keras model or NULL), localizer_size (its square input, pixels, or NULL),
 #'   aircraft_threshold (the gate: labels.json's, PLANESPOTTER_AIRCRAFT_THRESHOLD overriding it
 #'   when there is a localizer; NULL when absent), crop_rule (Python model.preprocessing.CropRule, or
-#'   NULL without localizer or crop rule), tta ("flip" or NULL).
-#' Errors when the folder fails model.io.check_version (missing/corrupt files) or when this
-#' installation's preprocessing checksum differs from the one saved at training.
+#'   NULL without localizer or crop rule), tta ("flip" or NULL);
+#'   confidence (ps_confidence_rule of labels.json's "confidence"), bank (the feature bank, a
+#'   NumPy float32 (N, D) array from model.confidence.load_bank, or NULL: loaded when the rule
+#'   has a novelty threshold), features (model.confidence.feature_model(stage1), or NULL),
+#'   novelty (TRUE: unusual photos are flagged, Cascade.novelty), views (TRUE: the mirror image
+#'   and the zoomed crop must agree, Cascade.views).
+#' Errors when the folder fails model.io.check_version (missing/corrupt files), when this
+#' installation's preprocessing checksum differs from the one saved at training, or when the
+#' rule sets a novelty threshold and novelty.npz cannot be read (Cascade.load's ModelLoadError).
 ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) {
   t0 <- Sys.time()
   model_dir <- normalizePath(model_dir, mustWork = TRUE)
@@ -78,6 +94,16 @@ ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) 
   }
   tta <- labels$tta
   if (!is.null(tta) && !nzchar(tta)) tta <- NULL
+  confidence <- ps_confidence_rule(labels$confidence)
+  bank <- features <- NULL
+  if (!is.null(confidence$novelty_threshold)) {  # Cascade.load: the bank, else the version does not load
+    mconf <- reticulate::import("model.confidence", convert = FALSE)
+    bank <- tryCatch(mconf$load_bank(model_dir), error = function(e) {
+      stop(model_dir, ": labels.json sets a novelty threshold but ", PS_BANK_FILE, " cannot be read (",
+           conditionMessage(e), ")", call. = FALSE)
+    })
+    features <- mconf$feature_model(stage1)  # Cascade.stage1_signals builds it on first use: same layers, same weights
+  }
   if (is.null(threshold)) threshold <- as.numeric(Sys.getenv("PLANESPOTTER_THRESHOLD", "0.6"))
   if (is.null(type_threshold)) {
     default <- if (is.null(labels$type_threshold)) "0.5" else as.character(labels$type_threshold)
@@ -93,6 +119,8 @@ ps_load_cascade <- function(model_dir, threshold = NULL, type_threshold = NULL) 
        localizer_size = if (is.null(localizer)) NULL
                         else as.integer(reticulate::py_to_r(localizer$input_shape)[[2]]),
        aircraft_threshold = aircraft_threshold, crop_rule = crop_rule, tta = tta,
+       confidence = confidence, bank = bank, features = features, novelty = !is.null(bank),
+       views = confidence$views,
        load_seconds = as.numeric(difftime(Sys.time(), t0, units = "secs")))
 }
 
@@ -108,31 +136,102 @@ ps_as_batch <- function(x) {
 #' holding the float32 outputs; with tta = "flip" the mean of the batch's and its mirror
 #' image's (x[:, :, ::-1], a second batch of the same size), computed in double as Python does.
 .ps_run_model <- function(cascade, model, rows) {
-  as_matrix <- function(p) { p <- reticulate::py_to_r(p); matrix(as.double(p), nrow = nrow(p)) }
-  p <- as_matrix(model$predict_on_batch(rows))
-  if (identical(cascade$tta, "flip")) {
-    mirror <- .np()$ascontiguousarray(.np()$flip(rows, axis = 2L))
-    p <- (p + as_matrix(model$predict_on_batch(mirror))) / 2
-  }
+  p <- .ps_as_matrix(model$predict_on_batch(rows))
+  if (identical(cascade$tta, "flip")) p <- (p + .ps_as_matrix(model$predict_on_batch(.ps_mirror(rows)))) / 2
   p
 }
 
-#' Raw forward passes with routing (model.cascade.Cascade.probabilities).
+#' The unsure reasons, in the order they are reported (model.confidence.REASONS).
+PS_UNSURE_REASONS <- c("low_confidence", "unusual_photo", "views_disagree", "types_close")
+PS_BANK_FILE <- "novelty.npz"  # model.confidence.BANK_FILE
+
+#' The confidence rule of a version (model.confidence.ConfidenceRule.from_labels) from labels.json's
+#' "confidence" as jsonlite parses it (simplifyVector = FALSE; NULL or absent: every default).
+#'
+#' @return list(novelty_threshold = double or NULL (novelty off), k = integer (the neighbour whose
+#'   distance counts), views = TRUE/FALSE, types_close = double or NULL (never "types_close")).
+#'   A key absent from the labels keeps its default (NULL, 10, FALSE, 0.5); a key present as null
+#'   is NULL, as Python's None.
+ps_confidence_rule <- function(d) {
+  out <- list(novelty_threshold = NULL, k = 10L, views = FALSE, types_close = 0.5)
+  if (is.list(d)) for (key in intersect(names(out), names(d))) out[key] <- list(d[[key]])
+  if (!is.null(out$novelty_threshold)) out$novelty_threshold <- as.double(out$novelty_threshold)
+  if (!is.null(out$types_close)) out$types_close <- as.double(out$types_close)
+  out$k <- as.integer(out$k)
+  out$views <- isTRUE(as.logical(out$views))  # Cascade.views: bool(...)
+  out
+}
+
+.ps_as_matrix <- function(p) { p <- reticulate::py_to_r(p); matrix(as.double(p), nrow = nrow(p)) }
+
+.ps_mirror <- function(rows) .np()$ascontiguousarray(.np()$flip(rows, axis = 2L))  # x[:, :, ::-1]
+
+#' Stage 1 with the version's confidence signals (model.cascade.Cascade.stage1_signals).
+#'
+#' With novelty on, one pass of cascade$features gives the probabilities and the penultimate
+#' features, and the novelty is model.confidence.knn_distance to the bank (k = the rule's k);
+#' else stage 1 alone. With flip TTA or views, the mirror image's probabilities (a second batch of
+#' the same size); with views, the zoomed crop's too (model.confidence.zoom), and the views
+#' disagree when the mirror's or the crop's top manufacturer differs from the image's (argmax of
+#' the image's own, un-averaged probabilities; ties: the first). With flip TTA the probabilities
+#' are then the mean of the image's and the mirror's, in double as Python.
+#'
+#' @param xb NumPy float32 (n, H, W, 3) batch (ps_as_batch).
+#' @return list(p_m = n x M matrix, novelty = n doubles (the float32 distances) or NULL,
+#'   novel = n logicals, novelty >= threshold as Python's forward_signals compares it (NumPy:
+#'   float32 against the threshold), or NULL; views_disagree = n logicals or NULL).
+ps_stage1_signals <- function(cascade, xb) {
+  np <- .np()
+  novelty <- novel <- disagree <- NULL
+  if (isTRUE(cascade$novelty)) {
+    mconf <- reticulate::import("model.confidence", convert = FALSE)
+    out <- cascade$features$predict_on_batch(xb)
+    p <- .ps_as_matrix(reticulate::py_get_item(out, 0L))
+    d <- mconf$knn_distance(np$asarray(reticulate::py_get_item(out, 1L)), cascade$bank,
+                            as.integer(cascade$confidence$k))
+    novelty <- as.double(reticulate::py_to_r(d))
+    # forward_signals: confident &= novelty < threshold, a float32 array against a Python float
+    novel <- !as.logical(reticulate::py_to_r(np$less(d, cascade$confidence$novelty_threshold)))
+  } else {
+    p <- .ps_as_matrix(cascade$stage1$predict_on_batch(xb))
+  }
+  p_flip <- NULL
+  if (identical(cascade$tta, "flip") || isTRUE(cascade$views)) {
+    p_flip <- .ps_as_matrix(cascade$stage1$predict_on_batch(.ps_mirror(xb)))
+  }
+  if (isTRUE(cascade$views)) {
+    zoomed <- reticulate::import("model.confidence", convert = FALSE)$zoom(xb)
+    p_zoom <- .ps_as_matrix(cascade$stage1$predict_on_batch(zoomed))
+    argmax <- function(q) apply(q, 1, which.max)  # np.argmax: the first maximum
+    top <- argmax(p)
+    disagree <- argmax(p_flip) != top | argmax(p_zoom) != top
+  }
+  if (identical(cascade$tta, "flip")) p <- (p + p_flip) / 2
+  list(p_m = p, novelty = novelty, novel = novel, views_disagree = disagree)
+}
+
+#' Raw forward passes with routing and the signals that decide "unsure"
+#' (model.cascade.Cascade.forward_signals).
 #'
 #' @param x float32-valued (n, H, W, 3) R array, or a NumPy float32 array.
 #' @return list(p_m = n x M matrix of stage-1 probabilities (doubles holding float32
 #'   values; the flip-TTA mean when cascade$tta is "flip"), p_t = named list of n x T_m
 #'   matrices; rows not routed to a manufacturer are NaN; manufacturers without a stage-2
-#'   model (Other) have no entry).
-ps_probabilities <- function(cascade, x) {
+#'   model (Other) have no entry), novelty (n doubles or NULL), views_disagree (n logicals or
+#'   NULL), unsure (n logicals: stage 1 under the threshold, an unusual photo, or views that
+#'   disagree). An unsure image is routed to both leading manufacturers.
+ps_forward_signals <- function(cascade, x) {
   xb <- ps_as_batch(x)
-  p_m <- .ps_run_model(cascade, cascade$stage1, xb)
+  s1 <- ps_stage1_signals(cascade, xb)
+  p_m <- s1$p_m
   n <- nrow(p_m)
   mans <- cascade$labels$manufacturer
   ord <- t(apply(p_m, 1, function(r) order(-r, method = "radix")))
   if (n == 1L || length(mans) == 1L) ord <- matrix(ord, nrow = n)
   top <- ord[, 1]
   confident <- apply(p_m, 1, max) >= cascade$threshold
+  if (!is.null(s1$novel)) confident <- confident & !s1$novel
+  if (!is.null(s1$views_disagree)) confident <- confident & !s1$views_disagree
   second <- if (ncol(p_m) > 1L) ord[, 2] else top
   p_t <- list()
   for (j in seq_along(mans)) {
@@ -147,7 +246,40 @@ ps_probabilities <- function(cascade, x) {
     }
     p_t[[m]] <- out
   }
-  list(p_m = p_m, p_t = p_t)
+  list(p_m = p_m, p_t = p_t, novelty = s1$novelty, views_disagree = s1$views_disagree, unsure = !confident)
+}
+
+#' Raw forward passes with routing (model.cascade.Cascade.probabilities): ps_forward_signals()'s
+#' p_m and p_t.
+ps_probabilities <- function(cascade, x) ps_forward_signals(cascade, x)[c("p_m", "p_t")]
+
+#' Why an unsure answer is unsure: the port of model.cascade.Cascade.unsure_reasons.
+#'
+#' Codes of PS_UNSURE_REASONS, in that order: "low_confidence" when stage 1's top probability is
+#' under cascade$threshold, reported as "types_close" instead when the rule's types_close is set,
+#' there are at least two candidates and the second joint probability is at least types_close
+#' times the first; "unusual_photo" when the version flags unusual photos and the novelty is at or
+#' above the rule's threshold; "views_disagree" when the views disagree.
+#'
+#' @param cascade a loaded version (threshold, confidence, novelty are read).
+#' @param p_top stage 1's top manufacturer probability.
+#' @param pairs the joint probabilities of the candidate (manufacturer, leaf) pairs, best first
+#'   (ps_predict's top_k list before it is cut to top_k).
+#' @param novelty the image's novelty (k-NN distance), or NULL.
+#' @param disagree TRUE/FALSE, or NULL (views off).
+#' @return a character vector (character(0): no reason).
+ps_unsure_reasons <- function(cascade, p_top, pairs, novelty = NULL, disagree = NULL) {
+  rule <- cascade$confidence
+  out <- character(0)
+  if (p_top < cascade$threshold) {
+    close <- !is.null(rule$types_close) && length(pairs) > 1L && pairs[2] >= rule$types_close * pairs[1]
+    out <- c(out, if (close) "types_close" else "low_confidence")
+  }
+  if (!is.null(novelty) && isTRUE(cascade$novelty) && novelty >= rule$novelty_threshold) {
+    out <- c(out, "unusual_photo")
+  }
+  if (isTRUE(disagree)) out <- c(out, "views_disagree")
+  out[order(match(out, PS_UNSURE_REASONS))]
 }
 
 #' The family of each stage-2 leaf of manufacturer m (model.cascade.leaf_families): labels.json's
@@ -208,7 +340,8 @@ ps_answer_text <- function(level, label, manufacturer) {
 
 #' Classify preprocessed images (model.cascade.Cascade.predict): one list per image with
 #' manufacturer, family, type, answer (level, label, text), aircraft (probability, threshold),
-#' box, unsure, branches and top_k, in the same key order as Python's dicts.
+#' box, unsure, unsure_reasons (ps_unsure_reasons; a JSON array, empty when sure and for level
+#' "none"), branches and top_k, in the same key order as Python's dicts.
 #'
 #' @param x float32-valued (n, H, W, 3) R or NumPy array (whole images, or cut to their boxes).
 #' @param boxes NULL, or a list of n integer vectors c(left, top, right, bottom) / NULL: the box
@@ -216,14 +349,14 @@ ps_answer_text <- function(level, label, manufacturer) {
 #' @param aircraft NULL, or n doubles: the localizer's aircraft probabilities (ps_locate); below
 #'   cascade$aircraft_threshold the answer is level "none" (manufacturer, family, type NULL).
 ps_predict <- function(cascade, x, top_k = 3L, boxes = NULL, aircraft = NULL) {
-  pr <- ps_probabilities(cascade, x)
+  pr <- ps_forward_signals(cascade, x)
   p_m <- pr$p_m
   p_t <- pr$p_t
   mans <- cascade$labels$manufacturer
   results <- vector("list", nrow(p_m))
   for (i in seq_len(nrow(p_m))) {
     ord <- order(-p_m[i, ], method = "radix")
-    unsure <- p_m[i, ord[1]] < cascade$threshold
+    unsure <- pr$unsure[i]
     branches <- list()
     pair_p <- numeric(0); pair_m <- character(0); pair_f <- list(); pair_t <- list()
     for (j in ord[seq_len(if (unsure) min(2L, length(ord)) else 1L)]) {
@@ -249,7 +382,10 @@ ps_predict <- function(cascade, x, top_k = 3L, boxes = NULL, aircraft = NULL) {
              else if (!is.null(best$family)) "family" else "manufacturer"
     label <- switch(level, type = best$type, family = paste0(best$family, PS_FAMILY_LEAF_SUFFIX),
                     manufacturer = best$manufacturer, none = "none")
-    po <- order(-pair_p, method = "radix")[seq_len(min(max(1L, top_k), length(pair_p)))]
+    sorted <- order(-pair_p, method = "radix")  # Python: pairs.sort(key=lambda t: -t[0])
+    po <- sorted[seq_len(min(max(1L, top_k), length(pair_p)))]
+    reasons <- if (no_aircraft || !unsure) character(0) else
+      ps_unsure_reasons(cascade, p_m[i, ord[1]], pair_p[sorted], pr$novelty[i], pr$views_disagree[i])
     box <- if (is.null(boxes) || is.null(boxes[[i]])) NULL else I(as.integer(boxes[[i]]))
     head <- if (no_aircraft) {
       list(manufacturer = list(label = NULL, probability = NULL),
@@ -269,6 +405,7 @@ ps_predict <- function(cascade, x, top_k = 3L, boxes = NULL, aircraft = NULL) {
       aircraft = list(probability = p_air, threshold = cascade$aircraft_threshold),
       box = box,
       unsure = unsure && !no_aircraft,
+      unsure_reasons = I(reasons),
       branches = branches,
       top_k = lapply(po, function(q) list(manufacturer = pair_m[q], family = pair_f[[q]], type = pair_t[[q]],
                                           probability = pair_p[q]))))
@@ -358,13 +495,16 @@ ps_predict_images <- function(cascade, sources, top_k = 3L, read = FALSE) {
 
 #' The inference pipeline's stages of a loaded version, in order (model.pipeline.Pipeline.stages):
 #' "decode", "gate" (a localizer), "crop" (a localizer with a crop rule), "classify",
-#' "tta:<kind>", "read" (a registration reader: cascade$reader, ps_load_reader).
+#' "tta:<kind>", "novelty" (unusual photos are unsure), "views" (the mirror image and the zoomed
+#' crop must agree), "read" (a registration reader: cascade$reader, ps_load_reader).
 ps_stages <- function(cascade) {
   out <- "decode"
   if (!is.null(cascade$localizer)) out <- c(out, "gate")
   if (!is.null(cascade$crop_rule)) out <- c(out, "crop")
   out <- c(out, "classify")
   if (!is.null(cascade$tta)) out <- c(out, paste0("tta:", cascade$tta))
+  if (isTRUE(cascade$novelty)) out <- c(out, "novelty")
+  if (isTRUE(cascade$views)) out <- c(out, "views")
   if (!is.null(cascade$reader)) out <- c(out, "read")
   out
 }
@@ -423,7 +563,8 @@ PS_REGISTRATION_SOURCE <- "registration"  # model.reader.SOURCE
 #' unsure and the registry names one of its branches, the answer becomes the registry's type:
 #' manufacturer (probability: that branch's, else NULL), family (ps_reading's family) and type
 #' from the registry with NULL probabilities, answer list(level = "type", label, text,
-#' source = "registration"), unsure FALSE, agrees TRUE. A level "none" answer never changes.
+#' source = "registration"), unsure FALSE, unsure_reasons empty (the registration settles what
+#' the image left open), agrees TRUE. A level "none" answer never changes.
 #' Keys keep Python's order (registration last).
 #'
 #' @param answer one element of ps_predict()'s list.
@@ -451,6 +592,7 @@ ps_fuse <- function(answer, reading) {
            else t
   answer$answer <- list(level = "type", label = t, text = words, source = PS_REGISTRATION_SOURCE)
   answer$unsure <- FALSE
+  answer$unsure_reasons <- I(character(0))
   answer$registration$agrees <- TRUE
   answer
 }

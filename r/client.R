@@ -42,6 +42,8 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 .chr <- function(x) if (is.null(x)) NA_character_ else as.character(x)
 .box <- function(x) if (is.null(x)) NA_character_ else paste(as.integer(unlist(x)), collapse = " ")
 .lgl <- function(x) if (is.null(x)) NA else as.logical(x)
+# The native answer's unsure_reasons (a JSON array of codes) as one string: "unusual_photo,views_disagree"; "" when sure.
+.reasons <- function(x) paste(as.character(unlist(x)), collapse = ",")
 
 # One row per prediction of a /predict answer.
 .ps_predictions_df <- function(doc) {
@@ -65,6 +67,7 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
                registration = .chr(p$registration$text),
                registration_icao_type = .chr(p$registration$icao_type),
                registration_agrees = .lgl(p$registration$agrees),
+               unsure_reasons = .reasons(p$unsure_reasons),
                stringsAsFactors = FALSE)
   })
   do.call(rbind, rows)
@@ -86,7 +89,8 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #'   is sure enough to name it), p_type (P(type | manufacturer)), p_joint (P(manufacturer) *
 #'   P(type | manufacturer)), answer (the answer at the level the model knows: "B77W",
 #'   "B777 family", "Boeing", "Other" or "none"), unsure (top manufacturer probability below the
-#'   server's threshold), model_version, answer_level ("type", "family", "manufacturer" or
+#'   server's threshold, a photo unlike the model's training photos, or views that disagree: see
+#'   unsure_reasons), model_version, answer_level ("type", "family", "manufacturer" or
 #'   "none": not an aircraft), answer_text (the answer in words: "Boeing B77W", "another
 #'   manufacturer (not Airbus or Boeing)", "not an aircraft"), p_aircraft (the localizer's
 #'   aircraft probability; NA for a version without one), box (the crop the answer came from,
@@ -95,7 +99,11 @@ PS_IMAGE_PATTERN <- "\\.(jpe?g|png|webp)$"
 #'   registration read on the aircraft), registration (the registration read and found in the
 #'   server's registry, e.g. "D-ABYI"; NA when not asked, without a registry, or none found),
 #'   registration_icao_type (the registry's ICAO type; NA likewise), registration_agrees (the
-#'   registry's manufacturer is the answer's; NA likewise).
+#'   registry's manufacturer is the answer's; NA likewise), unsure_reasons (why the answer is
+#'   unsure: the codes "low_confidence" (the manufacturer is uncertain), "unusual_photo" (unlike
+#'   the photos the model was trained on), "views_disagree" (the mirror image or a closer crop gives
+#'   another answer), "types_close" (two types are close), in that order, joined by ","; "" when
+#'   sure).
 ps_classify_files <- function(url, paths, top_k = 3L, timeout = 120, registration = FALSE) {
   if (!length(paths)) stop("no files to classify")
   missing <- paths[!file.exists(paths)]
@@ -136,7 +144,7 @@ ps_classify_folder <- function(url, dir, batch_size = 16L, top_k = 3L, pattern =
                       answer_level = character(0), answer_text = character(0), p_aircraft = numeric(0),
                       box = character(0), answer_source = character(0), registration = character(0),
                       registration_icao_type = character(0), registration_agrees = logical(0),
-                      path = character(0),
+                      unsure_reasons = character(0), path = character(0),
                       stringsAsFactors = FALSE))
   }
   batches <- split(paths, ceiling(seq_along(paths) / batch_size))

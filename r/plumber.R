@@ -20,7 +20,12 @@
 # gate and box in every /predict body; GET /names answers ["Other"] / ["none"] for those.
 # Every prediction carries answer.source ("image" | "registration") and registration (null, or
 # the registration read and the registry's type: model.reader through reticulate, joined to the
-# answer by ps_fuse, r/cascade.R), as model.pipeline.Pipeline.forward writes them.
+# answer by ps_fuse, r/cascade.R), as model.pipeline.Pipeline.forward writes them, and unsure_reasons
+# (always a JSON array of model.confidence.REASONS codes, [] when sure; also at top level for one
+# image, as api.inference.TOP_LEVEL_KEYS): the version's confidence rule (labels.json "confidence":
+# novelty, views) is applied as model.cascade.Cascade does (r/cascade.R). /metadata lists the
+# reasons in words (unsure_reasons: model.confidence.REASON_TEXT). This server has only the native
+# JSON answer: no OIP v2 / TF Serving routes, so no flat "unsure_reasons" string.
 # Bodies are written by r/json.R (Python's json.dumps bytes) so they can be compared byte for
 # byte; see r/README.md for the differences that remain.
 #
@@ -74,6 +79,8 @@ REGISTRATION <- if (is.null(CASCADE$reader)) {
   })
 }
 MODEL_PATH <- normalizePath(CONFIG$model_dir, mustWork = TRUE)  # the version folder just loaded
+# Each unsure reason's code in words, for /metadata (model.confidence.REASON_TEXT, in its order).
+REASON_TEXT <- reticulate::py_to_r(reticulate::import("model.confidence", convert = FALSE)$REASON_TEXT)
 if (!is.null(CASCADE$localizer) && CONFIG$preprocess != "shared") {
   stop("PLANESPOTTER_R_PREPROCESS=", CONFIG$preprocess, " serves versions without a localizer only; ",
        "model version ", CASCADE$version, " has one (localizer.keras): use shared")
@@ -310,7 +317,8 @@ decode_images <- function(images) {
 }
 
 # Keys of a single image's prediction repeated at the top level (api.inference.TOP_LEVEL_KEYS).
-TOP_LEVEL_KEYS <- c("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "registration")
+TOP_LEVEL_KEYS <- c("manufacturer", "family", "type", "answer", "aircraft", "box", "unsure", "unsure_reasons",
+                    "registration")
 
 # The registration of every image (ps_read_registration: inside its box when there is one), or
 # NULLs when not asked or without a registry.
@@ -422,7 +430,8 @@ function(req, res) {
       labels = CASCADE$info$labels, preprocessing = CASCADE$info$preprocessing,
       threshold = CASCADE$threshold,
       metrics = list(test = metrics$test %||% json_object(), calibration = calib_out),
-      load_seconds = CASCADE$load_seconds, stages = as.list(ps_stages(CASCADE)), registration = REGISTRATION))
+      load_seconds = CASCADE$load_seconds, stages = as.list(ps_stages(CASCADE)), unsure_reasons = REASON_TEXT,
+      registration = REGISTRATION))
   })
 }
 

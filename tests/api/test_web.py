@@ -330,3 +330,66 @@ def test_registration_read_and_boxed(registration_server, registration_png, brow
     assert not browser.find_element(By.ID, "read-registration").is_selected()
     assert not browser.find_element(By.ID, "registration").is_displayed()
     assert not browser.find_element(By.ID, "reg-box").is_displayed()
+
+
+UNSURE_SCREENSHOT = SCREENSHOT.with_name("webpage_unsure.png")
+UNSURE_OLD = "Unsure: the manufacturer is below the routing threshold; both leading branches are shown."
+
+SHOW_JS = """
+show(arguments[0], false);
+const u = document.getElementById('unsure');
+return {hidden: u.hidden, text: u.textContent, html: u.innerHTML};
+"""
+
+
+@pytest.fixture(scope="module")
+def unsure_server(tiny_model_dir):
+    """gunicorn serving the tiny model with ``PLANESPOTTER_THRESHOLD=1.0``: stage 1 never reaches
+    the routing threshold, so every answer is unsure (``low_confidence`` or ``types_close``)."""
+    srv = Server(tiny_model_dir, env={"PLANESPOTTER_THRESHOLD": "1.0"})
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_unsure_says_why_in_words(unsure_server, smoke_photos, browser):
+    """An unsure answer (a real one from the server) says why: "Unsure: " and its
+    ``unsure_reasons`` in words (``/metadata``'s words when it has them, else the page's own,
+    both :data:`model.confidence.REASON_TEXT`), joined with "; "; several reasons join the same
+    way, an unknown code is shown as text (never as markup); without ``unsure_reasons`` (an older
+    server) the page says its old sentence."""
+    from selenium.webdriver.common.by import By
+
+    from model.confidence import REASON_TEXT
+
+    photo = smoke_photos[0]
+    body = _api(unsure_server, photo)
+    p = body["predictions"][0]
+    assert p["unsure"] and p["unsure_reasons"], p
+    assert set(p["unsure_reasons"]) <= {"low_confidence", "types_close"}, p  # tiny model: no novelty, no views
+    words = requests.get(unsure_server.url + "/metadata", timeout=10).json().get("unsure_reasons") or REASON_TEXT
+    assert words == REASON_TEXT
+
+    _upload(browser, unsure_server, photo)
+    assert browser.find_element(By.ID, "unsure").is_displayed()
+    assert _text(browser, "unsure") == "Unsure: " + "; ".join(words[c] for c in p["unsure_reasons"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#branches tbody tr")) == 2
+    assert any(n.endswith("/metadata") for n in browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name);"))
+    UNSURE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(UNSURE_SCREENSHOT))
+
+    # The page's own rendering on variants of that answer: several reasons, an unknown code, none.
+    p["unsure_reasons"] = ["unusual_photo", "views_disagree", "<b>new_code</b>"]
+    shown = browser.execute_script(SHOW_JS, body)
+    assert not shown["hidden"]
+    assert shown["text"] == ("Unsure: " + REASON_TEXT["unusual_photo"] + "; " + REASON_TEXT["views_disagree"]
+                             + "; <b>new code</b>")
+    assert "<b>" not in shown["html"] and "&lt;b&gt;" in shown["html"]
+    del p["unsure_reasons"]
+    body.pop("unsure_reasons", None)
+    assert browser.execute_script(SHOW_JS, body)["text"] == UNSURE_OLD
+    p["unsure"], p["unsure_reasons"] = False, []
+    assert browser.execute_script(SHOW_JS, body)["hidden"]

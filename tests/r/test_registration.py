@@ -43,7 +43,8 @@ def _answer(branches, unsure=False, none=False, box=None):
                       "joint_probability": b["joint_probability"] if b["type"] else None}})
     return {**head, "answer": {"level": level, "label": label, "text": f"words for {label}"},
             "aircraft": {"probability": 0.25 if none else 0.875, "threshold": 0.5}, "box": box,
-            "unsure": unsure and not none, "branches": branches,
+            "unsure": unsure and not none, "unsure_reasons": ["low_confidence"] if unsure and not none else [],
+            "branches": branches,
             "top_k": [{"manufacturer": b["manufacturer"], "family": b["family"], "type": b["type"],
                        "probability": b["joint_probability"]}]}
 
@@ -118,6 +119,9 @@ def test_fuse_cases_cover_every_rule():
     assert not out["sure_disagrees"]["registration"]["agrees"] and not out["not_an_aircraft"]["registration"]["agrees"]
     assert out["other_agrees"]["answer"]["text"] == "E190 (EMBRAER ERJ-190)"
     assert out["unsure_second_branch"]["manufacturer"]["probability"] == 0.375
+    # a registration that settles an unsure answer clears its reasons; one that does not keeps them
+    assert out["unsure_second_branch"]["unsure_reasons"] == [] and out["unsure_second_branch"]["unsure"] is False
+    assert out["unsure_not_a_branch"]["unsure_reasons"] == ["low_confidence"]
 
 
 @pytest.fixture(scope="module")

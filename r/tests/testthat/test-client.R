@@ -93,8 +93,21 @@ test_that("an empty folder gives a zero-row data frame with the same columns", {
   expect_equal(nrow(df), 0L)
   expect_true(all(c("file", "manufacturer", "p_manufacturer", "answer_level", "answer_text", "p_aircraft", "box",
                     "answer_source", "registration", "registration_icao_type", "registration_agrees",
-                    "path") %in% names(df)))
+                    "unsure_reasons", "path") %in% names(df)))
   expect_equal(names(ps_classify_folder(server_url(), empty, registration = TRUE)), names(df))
+})
+
+test_that("every answer says why it is unsure: comma-joined reason codes, \"\" when sure", {
+  df <- ps_classify_folder(server_url(), test_images(), batch_size = 4L)
+  expect_type(df$unsure_reasons, "character")
+  expect_false(anyNA(df$unsure_reasons))
+  codes <- c("low_confidence", "unusual_photo", "views_disagree", "types_close")
+  for (i in seq_len(nrow(df))) {
+    r <- if (nzchar(df$unsure_reasons[i])) strsplit(df$unsure_reasons[i], ",", fixed = TRUE)[[1]] else character(0)
+    expect_true(all(r %in% codes))
+    expect_equal(r, codes[codes %in% r])  # each once, in the reported order
+    expect_equal(length(r) > 0L, df$unsure[i])    # a reason exactly when unsure ("none" answers are sure)
+  }
 })
 
 test_that("server errors arrive as ps_http_error with the server's code", {
