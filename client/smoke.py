@@ -51,7 +51,7 @@ def smoke(model_dir: str, images: list[Path], truth: dict[str, tuple[str, str, s
                    "p_manufacturer": body["manufacturer"]["probability"] or 0.0, "family": body["family"]["label"] or "",
                    "p_family": body["family"]["probability"] or 0.0, "type": body["type"]["label"] or "",
                    "p_type": body["type"]["probability"] or 0.0, "answer": body["answer"]["label"],
-                   "unsure": body["unsure"]}
+                   "unsure": body["unsure"], "why": ",".join(body.get("unsure_reasons") or [])}
             if truth and p.name in truth:
                 m, f, t = truth[p.name]
                 row["true"] = "/".join(x for x in (m, f, t) if x)
@@ -74,9 +74,9 @@ def summary(rows: list[dict]) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    """A fixed-width table of smoke results on stdout."""
+    """A fixed-width table of smoke results on stdout (``why``: the unsure reasons' codes)."""
     cols = ["file", "true", "manufacturer", "p_manufacturer", "family", "p_family", "type", "p_type", "answer",
-            "unsure"]
+            "unsure", "why"]
     cols = [c for c in cols if any(c in r for r in rows)]
     fmt = {c: (lambda v: f"{v:.3f}") if c.startswith("p_") else str for c in cols}
     cells = [[fmt[c](r[c]) if c in r else r.get("error", "") if c == "manufacturer" else "" for c in cols] for r in rows]

@@ -67,3 +67,5 @@ def test_smoke_through_gunicorn(tiny_model_dir, smoke_photos, capsys):
     out = capsys.readouterr().out
     assert "server ready on http://127.0.0.1:" in out and images[0].name in out
     assert summary(rows).startswith("right: manufacturer ")
+    assert all(bool(r["why"]) == r["unsure"] for r in rows)  # the unsure reasons' codes, "" when sure
+    assert out.splitlines()[1].split()[-1] == "why"
