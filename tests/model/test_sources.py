@@ -106,3 +106,44 @@ def test_threshold_chosen_on_held_out_origins(tmp_path):
     assert report["a"]["served_sure_share"] == 1.0 and report["a"]["airbus_boeing_to_other"] == 0.0
     assert "| mean |" in (tmp_path / "levers.md").read_text()
     assert levers.main(["--label", "missing", "--reports-dir", str(tmp_path)]) == 2
+
+
+def test_rules_of_several_signals_chosen_on_held_out_origins(tmp_path):
+    """The second lever: threshold, novelty (k-NN distance against the fold's validation
+    percentile) and views, chosen on the other origins; a signal that flags exactly the wrong
+    answers is chosen, and each origin's figures come from a rule it took no part in choosing."""
+    import pandas as pd
+
+    from model.training import levers
+
+    rows = []
+    for origin in ("a", "b", "c"):
+        for i in range(20):  # 16 right, 4 wrong, all at 0.99: no threshold separates them
+            right = i < 16
+            novel = not right if origin != "c" else i >= 18  # c: only 2 of its 4 wrong answers look unusual
+            rows.append({"origin": origin, "manufacturer": "Airbus", "answer_manufacturer": "Airbus" if right else "Boeing",
+                         "p_Airbus": 0.99 if right else 0.01, "p_Boeing": 0.01 if right else 0.99, "unsure": "False",
+                         "knn_10": 1.2 if novel else 0.5, "val_q95_knn_10": 0.9,
+                         "pf_Airbus": 0.99 if right else 0.01, "pf_Boeing": 0.01 if right else 0.99,
+                         "pz_Airbus": 0.99 if right else 0.01, "pz_Boeing": 0.01 if right else 0.99})
+    (tmp_path / "sources_predictions").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "sources_predictions" / "x.csv", index=False)
+    df = levers._frame(tmp_path / "sources_predictions" / "x.csv")
+    t = levers.choose_threshold(df, 0.95)  # the wrong answers are as confident as the right ones:
+    assert levers._sure(df, t)[0] == 0.0  # only a threshold above every answer "meets" the target
+    rule = levers.choose_rule(df[df.origin != "c"], 0.95)
+    assert rule == {"threshold": 0.5, "novelty": (10, 95), "views": "none"}  # views never disagree here
+    out = levers.held_out_rules(df, 0.95)
+    # a's rule comes from b and c, where c's unflagged wrong answers leave only "nothing is sure"
+    assert out["a"]["sure_share"] == 0.0 and out["a"]["sure_accuracy"] is None
+    assert out["c"]["sure_share"] == 0.9 and out["c"]["sure_accuracy"] == pytest.approx(16 / 18, abs=1e-4)
+    assert out["all"]["rule"]["threshold"] > 0.99  # over all three: only a rule that keeps nothing
+    fixed = levers.fixed_rules(df)
+    assert fixed["a"]["threshold only"] == {"sure_share": 1.0, "sure_accuracy": 0.8}
+    assert fixed["a"]["+ novelty k=10 q=95"] == {"sure_share": 0.8, "sure_accuracy": 1.0}
+    assert fixed["a"]["balanced_image"] == 0.8  # Airbus recall alone: no Boeing photo
+    temps = levers.held_out_temperature(df)
+    assert set(temps) == {"a", "b", "c"} and all(t["ece_after"] < t["ece_before"] for t in temps.values())
+    assert levers.main(["--label", "x", "--reports-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "levers.md").read_text()
+    assert "k-NN(10) < validation q95" in text and "Temperature fitted on the other origins" in text
