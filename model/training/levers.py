@@ -273,10 +273,11 @@ def markdown(report: dict) -> str:
     for o, f in rows:
         lines.append(f"| {o} | {f['n']} | {f['served_sure_share']} / {f['served_sure_accuracy']} | {f['threshold']} | "
                      f"{f['sure_share']} / {f['sure_accuracy']} | {f['airbus_boeing_to_other']} |")
-    mean = {k: float(np.mean([f[k] for _, f in rows if f[k] is not None]))
+    vals = {k: [f[k] for _, f in rows if f[k] is not None]
             for k in ("served_sure_share", "served_sure_accuracy", "sure_share", "sure_accuracy")}
-    lines.append(f"| mean | | {mean['served_sure_share']:.4f} / {mean['served_sure_accuracy']:.4f} | | "
-                 f"{mean['sure_share']:.4f} / {mean['sure_accuracy']:.4f} | |")
+    mean = {k: f"{np.mean(v):.4f}" if v else "–" for k, v in vals.items()}  # no sure answer anywhere: none
+    lines.append(f"| mean | | {mean['served_sure_share']} / {mean['served_sure_accuracy']} | | "
+                 f"{mean['sure_share']} / {mean['sure_accuracy']} | |")
     lines += ["", f"Threshold chosen on all origins: {report['origins']['all']['threshold']}"]
     return "\n".join(lines) + "\n"
 
