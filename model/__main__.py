@@ -28,7 +28,7 @@ from .registry import download as download_registry
 from .score import score_folder
 from .training import tracking
 from .training.config import TrainConfig
-from .training.novelty import add_confidence
+from .training.derive import add_confidence
 from .training.recipe_r import train_r_original
 from .training.report import test_report, write_test_report
 from .training.sources import eval_sources

@@ -49,8 +49,8 @@ def _check_box(box, size):
 def test_old_version_answers_carry_text_and_empty_gate_and_box(server, smoke_photos):
     body = _post(server, smoke_photos[0])
     p = body["predictions"][0]
-    assert list(p)[:10] == ["file", "manufacturer", "family", "type", "answer", "aircraft", "box", "unsure",
-                            "branches", "top_k"]
+    assert list(p)[:11] == ["file", "manufacturer", "family", "type", "answer", "aircraft", "box", "unsure",
+                            "unsure_reasons", "branches", "top_k"]
     assert {k: body[k] for k in TOP_LEVEL} == {k: p[k] for k in TOP_LEVEL}
     assert p["aircraft"] == {"probability": None, "threshold": None} and p["box"] is None
     a = p["answer"]
