@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from client.server import Server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tinymodels (pytest uses --import-mode=importlib)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()

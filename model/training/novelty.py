@@ -20,13 +20,34 @@ from .config import TrainConfig, log
 MAX_BANK = 4000
 
 
-def photo_features(cascade, pixels: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def photo_features(cascade, pixels: np.ndarray, rows: np.ndarray, batch_size: int = 64, fm=None) -> np.ndarray:
     """Penultimate stage-1 features ``(len(rows), D)`` float32 of uint8 pixels ``pixels[rows]``
-    (:func:`model.confidence.feature_model`). Raises ValueError: a stage 1 without them."""
-    fm = conf.feature_model(cascade.stage1)
+    (``fm``, default :func:`model.confidence.feature_model` of stage 1). Raises ValueError: a
+    stage 1 without them."""
+    fm = fm or conf.feature_model(cascade.stage1)
     out = [np.asarray(fm.predict_on_batch(pp.scale(pixels[rows[s:s + batch_size]], cascade.spec))[1])
            for s in range(0, len(rows), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, fm.output_shape[1][-1]), np.float32)
+
+
+def bank_rows(df, sel: dict, k: int, seed: int, max_bank: int = MAX_BANK) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose features make the novelty bank and its scale: ``(train, validation)`` int
+    row indices, the photos of ``sel["train"]`` (at most ``max_bank``, a seeded sample) and of
+    ``sel["validation"]``; every row of both splits when there are fewer than ``k`` training
+    photos or no validation photo (renders alone).
+
+    Raises:
+        ValueError: fewer than ``k`` training rows or no validation row even then.
+    """
+    photos = (df["domain"] == "photo").to_numpy()
+    tr, va = (sel[s][photos[sel[s]]] for s in ("train", "validation"))
+    if len(tr) < k or not len(va):  # no photos: every row
+        tr, va = sel["train"], sel["validation"]
+    if len(tr) < k or not len(va):
+        raise ValueError(f"novelty needs >= {k} training images and a validation image ({len(tr)} and {len(va)})")
+    if len(tr) > max_bank:
+        tr = np.sort(np.random.default_rng(seed).choice(tr, max_bank, replace=False))
+    return tr, va
 
 
 def fit_confidence(cfg: TrainConfig, cascade, df, pixels: np.ndarray, sel: dict) -> dict | None:
@@ -47,15 +68,7 @@ def fit_confidence(cfg: TrainConfig, cascade, df, pixels: np.ndarray, sel: dict)
         return None
     rule = conf.ConfidenceRule(views=bool(cfg.views), k=cfg.novelty_k)
     if cfg.novelty_quantile is not None:
-        photos = (df["domain"] == "photo").to_numpy()
-        tr, va = (sel[s][photos[sel[s]]] for s in ("train", "validation"))
-        if len(tr) < cfg.novelty_k or not len(va):  # no photos: every row
-            tr, va = sel["train"], sel["validation"]
-        if len(tr) < cfg.novelty_k or not len(va):
-            raise ValueError(f"novelty needs >= {cfg.novelty_k} training images and a validation image "
-                             f"({len(tr)} and {len(va)})")
-        if len(tr) > MAX_BANK:
-            tr = np.sort(np.random.default_rng(cfg.seed).choice(tr, MAX_BANK, replace=False))
+        tr, va = bank_rows(df, sel, cfg.novelty_k, cfg.seed)
         bank = conf.unit(photo_features(cascade, pixels, tr))
         d_val = conf.knn_distance(photo_features(cascade, pixels, va), bank, cfg.novelty_k)
         rule.novelty_threshold = round(float(np.quantile(d_val, cfg.novelty_quantile / 100)), 5)

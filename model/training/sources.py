@@ -41,6 +41,7 @@ from ..pipeline import Pipeline
 from . import tracking
 from .config import TrainConfig, log
 from .fit import fit_cascade
+from .novelty import MAX_BANK, bank_rows, photo_features
 from .prepare import Prepared, aircraft_boxes, prepare
 
 #: Photos a manufacturer needs in a held-out origin to count in its balanced accuracy.
@@ -218,9 +219,6 @@ def prediction_rows(cascade, df, pixels: np.ndarray, origin: str, boxes, aircraf
     return out
 
 
-#: Training photos whose features form a fold's novelty bank at most (a seeded sample).
-MAX_BANK = 4000
-
 #: The neighbours whose distance :func:`fold_signals` reports (``knn_<k>``).
 KNN_KS = (1, 5, 10, 50)
 
@@ -239,39 +237,28 @@ def fold_signals(cascade, prep: Prepared, sel: dict, test_rows: np.ndarray, seed
     row of ``test_rows`` in order:
 
     - ``knn_<k>`` for :data:`KNN_KS`: the k-NN distance (in [0, 2]) of the photo's penultimate
-      stage-1 features to the fold's training photos' (the bank: at most ``max_bank`` of
-      ``sel["train"]``'s photos, a seeded sample);
+      stage-1 features to the fold's training photos' (the bank, as a version's:
+      :func:`model.training.novelty.bank_rows`, at most ``max_bank`` of ``sel["train"]``'s photos);
     - ``val_q<q>_knn_<k>``: the fold's own scale for it, the quantile ``q`` (:data:`VAL_QUANTILES`,
       percent) of the same distance over the fold's validation photos (``sel["validation"]``),
       which a version can compute at training time too;
     - ``pf_<manufacturer>`` / ``pz_<manufacturer>``: stage 1's probabilities on the mirror image
       and on the zoomed centre crop (:func:`model.confidence.zoom`), in [0, 1].
 
-    A stage 1 without penultimate features to take (compact, VGG16) gives empty dicts."""
+    A stage 1 without penultimate features to take (compact, VGG16), or a fold without training
+    or validation rows for the bank, gives empty dicts."""
     try:
         fm = conf.feature_model(cascade.stage1)
+        tr, val = bank_rows(prep.df, sel, 1, seed, max_bank)
     except ValueError:
         return [{} for _ in test_rows]
-    df, spec = prep.df, cascade.spec
-
-    def photos(rows):
-        return rows[(df["domain"].iloc[rows] == "photo").to_numpy()]
-
-    def feats(rows):
-        return np.concatenate([np.asarray(fm.predict_on_batch(x)[1]) for x in _scaled_batches(prep.pixels, rows, spec)]
-                              or [np.zeros((0, fm.output_shape[1][-1]), np.float32)])
-
-    photo_tr = photos(sel["train"])
-    if len(photo_tr) > max_bank:
-        photo_tr = np.sort(np.random.default_rng(seed).choice(photo_tr, max_bank, replace=False))
-    bank = conf.unit(feats(photo_tr))
+    bank = conf.unit(photo_features(cascade, prep.pixels, tr, fm=fm))
     ks = tuple(min(k, len(bank)) for k in KNN_KS)  # tiny folds
-    val = photos(sel["validation"])
-    d_val = conf.knn_distance(feats(val), bank, ks) if len(val) else np.full((1, len(ks)), np.nan, np.float32)
+    d_val = conf.knn_distance(photo_features(cascade, prep.pixels, val, fm=fm), bank, ks)
     scale = {f"val_q{q}_knn_{k}": round(float(np.quantile(d_val[:, j], q / 100)), 5)
              for j, k in enumerate(KNN_KS) for q in VAL_QUANTILES}
     out = []
-    for x in _scaled_batches(prep.pixels, test_rows, spec):
+    for x in _scaled_batches(prep.pixels, test_rows, cascade.spec):
         _, f = fm.predict_on_batch(x)
         pf, _ = fm.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1]))
         pz, _ = fm.predict_on_batch(conf.zoom(x))

@@ -12,6 +12,7 @@ from model import confidence as conf
 from model import io as mio
 from model import preprocessing as pp
 from model.cascade import Cascade
+from tinymodels import colour_stage1
 
 SIZE = 20
 
@@ -38,17 +39,7 @@ def test_zoom_keeps_the_centre():
 
 
 def _stage1():
-    """Exported layout: GAP features (mean R, G, B) → logits 8 * (R - G) for Airbus, 8 * (G - R) for Boeing."""
-    import keras
-
-    from model.training.calibration import calibrated
-
-    images = keras.Input((SIZE, SIZE, 3), name="image")
-    feats = keras.layers.GlobalAveragePooling2D()(images)
-    dense = keras.layers.Dense(2, name="logits")
-    inner = keras.Model(images, dense(feats), name="manufacturer_logits")
-    dense.set_weights([np.array([[8, -8], [-8, 8], [0, 0]], np.float32), np.zeros(2, np.float32)])
-    return calibrated(inner, 1.0, "manufacturer")
+    return colour_stage1(SIZE)
 
 
 def _image(rgb, centre=None):

@@ -31,6 +31,7 @@ import pytest
 import requests
 from rparity import ORACLE_BATCH, R_DIR, oracle_images
 from rserver import RServer
+from tinymodels import colour_stage1
 
 from client.server import Server
 from model import confidence as conf
@@ -70,17 +71,7 @@ MASK = re.compile(rb'"(timing_ms|load_seconds)":(\{[^}]*\}|[-0-9.eE+]+|null)')
 
 
 def _stage1():
-    """tests/model/test_confidence.py's: GAP features (mean R, G, B) -> logits -> temperature -> probabilities."""
-    import keras
-
-    from model.training.calibration import calibrated
-
-    images = keras.Input((SIZE, SIZE, 3), name="image")
-    feats = keras.layers.GlobalAveragePooling2D()(images)
-    dense = keras.layers.Dense(2, name="logits")
-    inner = keras.Model(images, dense(feats), name="manufacturer_logits")
-    dense.set_weights([np.array([[8, -8], [-8, 8], [0, 0]], np.float32), np.zeros(2, np.float32)])
-    return calibrated(inner, 1.0, "manufacturer")
+    return colour_stage1(SIZE)
 
 
 def _stage2(name, blue, bias):
