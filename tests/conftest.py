@@ -10,7 +10,7 @@ import pytest
 
 from client.server import Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tinymodels (pytest uses --import-mode=importlib)
+sys.path.append(str(Path(__file__).resolve().parent))  # tinymodels, last: tests/conftest.py must not shadow a folder's conftest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()
